@@ -1,0 +1,3 @@
+//! # akv-sync-actors
+//!
+//! The reconciler (filled by the Reconciler issue).

@@ -1,0 +1,2 @@
+//! A local Azure for tests and the demo: Key Vault, IMDS and Arc emulator over real TLS.
+//! (Filled by the Emulator issue.)

@@ -1,0 +1,11 @@
+//! # akv-sync
+//!
+//! The adapters around the reconciler (`akv-sync-actors`) and the settings
+//! (`akv-sync-config`): the Key Vault client, identity (IMDS, Arc), certificate material
+//! (PKCS#12/PEM → ordered full-chain PEM), the store (files, links, ACLs), the emulator, and
+//! the command-line interface.
+
+pub mod cmd;
+pub mod emulator;
+pub mod material;
+pub mod store;

@@ -1,0 +1,44 @@
+use std::process::ExitCode;
+
+use akv_sync::cmd;
+use clap::{Parser, Subcommand};
+
+/// Keeps the certificates a Linux host needs in step with Azure Key Vault.
+///
+/// A drop-in replacement for the KeyVaultForLinux VM extension: same settings, same files
+/// in the same places, same states reported.
+#[derive(Debug, Parser)]
+#[command(name = "akv-sync", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a settings file and print the plan (one line per certificate), or every error.
+    Validate(cmd::validate::Args),
+    /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold.
+    Convert(cmd::convert::Args),
+    /// Run a local Key Vault + IMDS + Arc emulator (for tests and the demo).
+    Emulator(cmd::emulator::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
+        Command::Emulator(args) => cmd::emulator::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("akv-sync: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
