@@ -139,7 +139,7 @@ pub struct AclGrant {
 
 /// Separate output files (certbot's layout), an akv-sync extension. Each is a file name
 /// inside the certificate's store folder; each is refreshed when a new version installs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ExtraOutputs {
     /// The leaf certificate alone.
     pub cert: Option<String>,
@@ -161,7 +161,7 @@ impl ExtraOutputs {
 }
 
 /// A command to run after a new version is in place (akv-sync extension).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Hook {
     /// argv, run without a shell.
     Command(Vec<String>),
@@ -170,14 +170,14 @@ pub enum Hook {
 }
 
 /// A hook with its time limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HookSpec {
     pub hook: Hook,
     pub timeout: Duration,
 }
 
 /// One observed certificate, fully resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObservedCertificate {
     /// JSON path of this entry in the settings, e.g. `secretsManagementSettings.observedCertificates[2]`.
     pub json_path: String,

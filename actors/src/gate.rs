@@ -1,0 +1,309 @@
+//! The initial-sync gate: turns the first-download results of every observed certificate
+//! into the process's [`Status`] (SPEC §4).
+//!
+//! - Without `requireInitialSync`: `success` as soon as polling has started.
+//! - With it: `transitioning` while first downloads are retried; `success` once every
+//!   certificate was installed once; `error`, naming each certificate that failed and why, once
+//!   every certificate is settled and at least one ran out of attempts (or failed fatally). A
+//!   certificate that installs later still turns `error` into `success`.
+//!
+//! The gate is an actor; watchers send it facts, and it publishes the status through a
+//! `watch` channel and to a [`StatusSink`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::port::{State, Status, StatusSink};
+
+/// Where a certificate stands in its first download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstSync {
+    Pending,
+    Installed,
+    Failed(String),
+}
+
+/// Snapshot published by the gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateView {
+    pub status: Status,
+    /// Every certificate settled (installed or failed) at least once.
+    pub settled: bool,
+    pub certificates: BTreeMap<String, FirstSync>,
+}
+
+enum Msg {
+    Track(String),
+    Installed(String),
+    Failed(String, String),
+    Forget(String),
+    PollingStarted,
+}
+
+struct GateActor {
+    require_initial_sync: bool,
+    polling_started: bool,
+    sink: Arc<dyn StatusSink>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    view: watch::Sender<GateView>,
+    certificates: BTreeMap<String, FirstSync>,
+    reached_success: bool,
+}
+
+impl GateActor {
+    async fn run(mut self) {
+        while let Some(msg) = self.rx.recv().await {
+            match msg {
+                Msg::Track(id) => {
+                    self.certificates.entry(id).or_insert(FirstSync::Pending);
+                }
+                Msg::Installed(id) => {
+                    self.certificates.insert(id, FirstSync::Installed);
+                }
+                Msg::Failed(id, why) => {
+                    // A certificate that was installed once stays installed for the gate.
+                    let entry = self.certificates.entry(id).or_insert(FirstSync::Pending);
+                    if *entry != FirstSync::Installed {
+                        *entry = FirstSync::Failed(why);
+                    }
+                }
+                Msg::Forget(id) => {
+                    self.certificates.remove(&id);
+                }
+                Msg::PollingStarted => self.polling_started = true,
+            }
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        let total = self.certificates.len();
+        let installed = self
+            .certificates
+            .values()
+            .filter(|s| **s == FirstSync::Installed)
+            .count();
+        let failed: Vec<(&String, &String)> = self
+            .certificates
+            .iter()
+            .filter_map(|(id, s)| match s {
+                FirstSync::Failed(why) => Some((id, why)),
+                _ => None,
+            })
+            .collect();
+        let settled = self.certificates.values().all(|s| *s != FirstSync::Pending);
+
+        let status = if !self.require_initial_sync {
+            if self.polling_started {
+                Status {
+                    state: State::Success,
+                    message: format!("polling {total} observed certificate(s)"),
+                }
+            } else {
+                Status {
+                    state: State::Transitioning,
+                    message: "starting".into(),
+                }
+            }
+        } else if installed == total && self.polling_started {
+            self.reached_success = true;
+            Status {
+                state: State::Success,
+                message: format!(
+                    "initial sync done: {installed} of {total} certificate(s) installed"
+                ),
+            }
+        } else if self.reached_success {
+            // Certificates added after readiness do not take readiness back.
+            Status {
+                state: State::Success,
+                message: format!("{installed} of {total} certificate(s) installed"),
+            }
+        } else if settled && !failed.is_empty() {
+            let list: Vec<String> = failed
+                .iter()
+                .map(|(id, why)| format!("{id}: {why}"))
+                .collect();
+            Status {
+                state: State::Error,
+                message: format!(
+                    "initial sync failed for {} of {total} certificate(s): {}",
+                    failed.len(),
+                    list.join("; ")
+                ),
+            }
+        } else {
+            Status {
+                state: State::Transitioning,
+                message: format!(
+                    "initial sync: {installed} of {total} certificate(s) installed, {} failed so far",
+                    failed.len()
+                ),
+            }
+        };
+
+        let changed = self.view.borrow().status != status;
+        if changed {
+            self.sink.report(&status);
+        }
+        self.view.send_replace(GateView {
+            status,
+            settled,
+            certificates: self.certificates.clone(),
+        });
+    }
+}
+
+/// Handle to the gate actor.
+#[derive(Clone)]
+pub struct GateHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+    view: watch::Receiver<GateView>,
+}
+
+impl GateHandle {
+    pub fn spawn(require_initial_sync: bool, sink: Arc<dyn StatusSink>) -> Self {
+        let initial = GateView {
+            status: Status {
+                state: State::Transitioning,
+                message: "starting".into(),
+            },
+            settled: true,
+            certificates: BTreeMap::new(),
+        };
+        sink.report(&initial.status);
+        let (view_tx, view) = watch::channel(initial);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(
+            GateActor {
+                require_initial_sync,
+                polling_started: false,
+                sink,
+                rx,
+                view: view_tx,
+                certificates: BTreeMap::new(),
+                reached_success: false,
+            }
+            .run(),
+        );
+        GateHandle { tx, view }
+    }
+
+    pub fn track(&self, id: &str) {
+        let _ = self.tx.send(Msg::Track(id.to_owned()));
+    }
+    pub fn installed(&self, id: &str) {
+        let _ = self.tx.send(Msg::Installed(id.to_owned()));
+    }
+    pub fn failed(&self, id: &str, why: &str) {
+        let _ = self.tx.send(Msg::Failed(id.to_owned(), why.to_owned()));
+    }
+    pub fn forget(&self, id: &str) {
+        let _ = self.tx.send(Msg::Forget(id.to_owned()));
+    }
+    pub fn polling_started(&self) {
+        let _ = self.tx.send(Msg::PollingStarted);
+    }
+
+    /// The current view.
+    pub fn view(&self) -> GateView {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that changes with every published view (readiness, `/readyz`, tests).
+    pub fn subscribe(&self) -> watch::Receiver<GateView> {
+        self.view.clone()
+    }
+
+    /// Wait until the status leaves `transitioning`, and return it.
+    pub async fn settled_status(&self) -> Status {
+        let mut rx = self.view.clone();
+        let view = rx
+            .wait_for(|v| v.status.state != State::Transitioning)
+            .await
+            .map(|v| v.clone());
+        match view {
+            Ok(v) => v.status,
+            Err(_) => self.view().status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Status>>);
+    impl StatusSink for Recorder {
+        fn report(&self, status: &Status) {
+            self.0.lock().unwrap().push(status.clone());
+        }
+    }
+
+    fn states(r: &Recorder) -> Vec<State> {
+        r.0.lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.state.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn without_required_sync_success_comes_when_polling_starts() {
+        let rec = Arc::new(Recorder::default());
+        let gate = GateHandle::spawn(false, rec.clone());
+        gate.track("a");
+        gate.polling_started();
+        assert_eq!(gate.settled_status().await.state, State::Success);
+        assert_eq!(states(&rec), [State::Transitioning, State::Success]);
+    }
+
+    #[tokio::test]
+    async fn required_sync_waits_for_every_certificate() {
+        let rec = Arc::new(Recorder::default());
+        let gate = GateHandle::spawn(true, rec.clone());
+        gate.track("a");
+        gate.track("b");
+        gate.polling_started();
+        gate.installed("a");
+        let mut rx = gate.subscribe();
+        rx.wait_for(|v| v.certificates.get("a") == Some(&FirstSync::Installed))
+            .await
+            .unwrap();
+        assert_eq!(gate.view().status.state, State::Transitioning);
+        gate.installed("b");
+        let status = gate.settled_status().await;
+        assert_eq!(status.state, State::Success);
+        assert!(status.message.contains("2 of 2"));
+    }
+
+    #[tokio::test]
+    async fn required_sync_reports_error_naming_what_failed_once_all_settled() {
+        let rec = Arc::new(Recorder::default());
+        let gate = GateHandle::spawn(true, rec.clone());
+        gate.track("v.a");
+        gate.track("v.b");
+        gate.polling_started();
+        gate.failed("v.a", "403 Forbidden: the identity lacks get permission");
+        let mut rx = gate.subscribe();
+        rx.wait_for(|v| matches!(v.certificates.get("v.a"), Some(FirstSync::Failed(_))))
+            .await
+            .unwrap();
+        // v.b still pending: not settled, still transitioning.
+        assert_eq!(gate.view().status.state, State::Transitioning);
+        gate.installed("v.b");
+        let status = gate.settled_status().await;
+        assert_eq!(status.state, State::Error);
+        assert!(status.message.contains("v.a: 403 Forbidden"));
+        assert!(!status.message.contains("v.b:"));
+        // The failed certificate installs later: success.
+        gate.installed("v.a");
+        rx.wait_for(|v| v.status.state == State::Success)
+            .await
+            .unwrap();
+    }
+}

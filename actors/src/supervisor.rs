@@ -1,0 +1,250 @@
+//! The supervisor: owns the settings, spawns one watcher per observed certificate, applies
+//! reloads (SIGHUP) by starting and stopping only the watchers whose certificate was added,
+//! removed or changed, and shuts everything down gracefully.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use akv_sync_config::{ObservedCertificate, Settings};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::gate::GateHandle;
+use crate::port::{CheckOutcome, Installer, Observer, SecretSource, StatusSink, TokenSource};
+use crate::token::TokenHandle;
+use crate::vault::Vaults;
+use crate::watcher::{CheckError, Shared, Watcher, certificate_id};
+use crate::writer::WriterHandle;
+
+/// The outside world the reconciler needs.
+pub struct Ports<T, S, I> {
+    pub tokens: Arc<T>,
+    pub secrets: Arc<S>,
+    pub installer: Arc<I>,
+    pub status: Arc<dyn StatusSink>,
+    pub observer: Arc<dyn Observer>,
+}
+
+enum Msg {
+    Reload(Box<Settings>, oneshot::Sender<ReloadSummary>),
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub kept: usize,
+}
+
+struct Running {
+    cancel: CancellationToken,
+}
+
+struct SupervisorActor<S, I: Installer> {
+    shared: Arc<Shared<S, I>>,
+    watchers: HashMap<Arc<ObservedCertificate>, Running>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
+    fn apply(&mut self, certificates: &[ObservedCertificate]) -> ReloadSummary {
+        let wanted: Vec<Arc<ObservedCertificate>> =
+            certificates.iter().cloned().map(Arc::new).collect();
+        let mut summary = ReloadSummary::default();
+        // Stop what is no longer wanted (or changed: a changed entry is a new key).
+        let stale: Vec<Arc<ObservedCertificate>> = self
+            .watchers
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for cert in stale {
+            if let Some(running) = self.watchers.remove(&cert) {
+                running.cancel.cancel();
+                let id = certificate_id(&cert);
+                // The same id may come straight back (a changed entry): the new watcher
+                // re-tracks it.
+                self.shared.gate.forget(&id);
+                summary.stopped.push(id);
+            }
+        }
+        for cert in wanted {
+            if self.watchers.contains_key(&cert) {
+                summary.kept += 1;
+                continue;
+            }
+            let cancel = self.shutdown.child_token();
+            let watcher = Watcher::new(cert.clone(), self.shared.clone());
+            summary.started.push(watcher.id().to_owned());
+            self.shared.gate.track(watcher.id());
+            self.tracker.spawn(watcher.run(cancel.clone()));
+            self.watchers.insert(cert, Running { cancel });
+        }
+        summary
+    }
+
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                msg = self.rx.recv() => match msg {
+                    Some(Msg::Reload(settings, reply)) => {
+                        let summary = self.apply(&settings.certificates);
+                        info!(started = summary.started.len(), stopped = summary.stopped.len(),
+                              kept = summary.kept, "settings reloaded");
+                        let _ = reply.send(summary);
+                    }
+                    None => break,
+                }
+            }
+        }
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Handle to a running agent.
+pub struct Agent {
+    tx: mpsc::Sender<Msg>,
+    gate: GateHandle,
+    shutdown: CancellationToken,
+    supervisor: JoinHandle<()>,
+    writer_done: JoinHandle<()>,
+}
+
+fn shared<T: TokenSource, S: SecretSource, I: Installer>(
+    settings: &Settings,
+    ports: &Ports<T, S, I>,
+    gate: GateHandle,
+) -> (Arc<Shared<S, I>>, JoinHandle<()>) {
+    let (writer, writer_done) =
+        WriterHandle::spawn_joinable(ports.installer.clone(), ports.observer.clone());
+    let shared = Arc::new(Shared {
+        source: ports.secrets.clone(),
+        installer: ports.installer.clone(),
+        tokens: TokenHandle::spawn(ports.tokens.clone(), ports.observer.clone()),
+        writer,
+        vaults: Arc::new(Vaults::new(settings.agent.max_concurrency_per_vault)),
+        gate,
+        observer: ports.observer.clone(),
+        polling_interval: settings.polling_interval,
+        jitter: settings.agent.jitter,
+    });
+    (shared, writer_done)
+}
+
+impl Agent {
+    /// Start the agent: one watcher per observed certificate.
+    pub fn start<T: TokenSource, S: SecretSource, I: Installer>(
+        settings: &Settings,
+        ports: Ports<T, S, I>,
+    ) -> Agent {
+        let gate = GateHandle::spawn(settings.require_initial_sync, ports.status.clone());
+        let (shared, writer_done) = shared(settings, &ports, gate.clone());
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(4);
+        let mut actor = SupervisorActor {
+            shared,
+            watchers: HashMap::new(),
+            tracker: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+            rx,
+        };
+        let summary = actor.apply(&settings.certificates);
+        info!(
+            certificates = summary.started.len(),
+            "polling started for every observed certificate"
+        );
+        gate.polling_started();
+        // Only the watchers hold the writer from here on, so it ends after them.
+        let supervisor = tokio::spawn(actor.run());
+        Agent {
+            tx,
+            gate,
+            shutdown,
+            supervisor,
+            writer_done,
+        }
+    }
+
+    /// The initial-sync gate (status, readiness).
+    pub fn gate(&self) -> &GateHandle {
+        &self.gate
+    }
+
+    /// Apply new settings: start watchers for added or changed certificates, stop those of
+    /// removed ones, leave the rest and the token alone.
+    pub async fn reload(&self, settings: Settings) -> Option<ReloadSummary> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Reload(Box::new(settings), reply))
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Stop polling, let writes in progress finish, and return when everything has ended.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.supervisor.await;
+        let _ = self.writer_done.await;
+    }
+}
+
+/// The result of `once` for one certificate.
+#[derive(Debug)]
+pub struct OnceResult {
+    pub id: String,
+    pub result: Result<CheckOutcome, CheckError>,
+}
+
+/// One pass over every certificate (the `once` command): each certificate is checked and
+/// installed if needed, with up to `max_attempts` tries; results come back in settings order.
+pub async fn run_once<T: TokenSource, S: SecretSource, I: Installer>(
+    settings: &Settings,
+    ports: Ports<T, S, I>,
+    max_attempts: u32,
+    progress: impl Fn(&OnceResult) + Send + Sync + 'static,
+) -> Vec<OnceResult> {
+    let gate = GateHandle::spawn(true, ports.status.clone());
+    let (shared, writer_done) = shared(settings, &ports, gate.clone());
+    gate.polling_started();
+    let cancel = CancellationToken::new();
+    let progress = Arc::new(progress);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, cert) in settings.certificates.iter().enumerate() {
+        let watcher = Watcher::new(Arc::new(cert.clone()), shared.clone());
+        gate.track(watcher.id());
+        let cancel = cancel.clone();
+        let progress = progress.clone();
+        tasks.spawn(async move {
+            let result = watcher
+                .first_sync(max_attempts, &cancel)
+                .await
+                .expect("once is never cancelled");
+            let r = OnceResult {
+                id: watcher.id().to_owned(),
+                result,
+            };
+            progress(&r);
+            (index, r)
+        });
+    }
+    drop(shared);
+    let mut results: Vec<(usize, OnceResult)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(r) = joined {
+            results.push(r);
+        }
+    }
+    let _ = writer_done.await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}

@@ -1,0 +1,146 @@
+//! Per-vault admission: bounded concurrency toward each vault, and a pause of the whole vault
+//! when it throttles (429). Every watcher of a vault goes through the same [`VaultGate`], so a
+//! `Retry-After` seen by one watcher holds back all of them (SPEC §2.2).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::backoff::throttle_delay;
+
+/// Admission to one vault.
+pub struct VaultGate {
+    permits: Arc<Semaphore>,
+    throttle: Mutex<Throttle>,
+}
+
+#[derive(Default)]
+struct Throttle {
+    paused_until: Option<Instant>,
+    streak: u32,
+}
+
+impl VaultGate {
+    fn new(max_concurrency: usize) -> Self {
+        VaultGate {
+            permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            throttle: Mutex::new(Throttle::default()),
+        }
+    }
+
+    /// Wait until the vault is not paused and a request slot is free.
+    pub async fn admit(&self) -> OwnedSemaphorePermit {
+        loop {
+            self.wait_pause().await;
+            let permit = self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("vault semaphore is never closed");
+            // A throttle may have started while we queued for the slot.
+            if self.pause_deadline().is_none() {
+                return permit;
+            }
+        }
+    }
+
+    async fn wait_pause(&self) {
+        while let Some(until) = self.pause_deadline() {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    fn pause_deadline(&self) -> Option<Instant> {
+        let mut t = self.throttle.lock().expect("throttle lock");
+        match t.paused_until {
+            Some(until) if Instant::now() < until => Some(until),
+            _ => {
+                t.paused_until = None;
+                None
+            }
+        }
+    }
+
+    /// The vault answered 429: pause it for `retry_after`, else by the growing schedule.
+    /// Returns the pause applied.
+    pub fn throttled(&self, retry_after: Option<Duration>) -> Duration {
+        let mut t = self.throttle.lock().expect("throttle lock");
+        t.streak += 1;
+        let pause = retry_after.unwrap_or_else(|| throttle_delay(t.streak));
+        let until = Instant::now() + pause;
+        t.paused_until = Some(t.paused_until.map_or(until, |u| u.max(until)));
+        pause
+    }
+
+    /// A request succeeded: the throttle streak starts over.
+    pub fn succeeded(&self) {
+        self.throttle.lock().expect("throttle lock").streak = 0;
+    }
+}
+
+/// One [`VaultGate`] per vault host, created on first use.
+pub struct Vaults {
+    max_concurrency: usize,
+    gates: Mutex<HashMap<String, Arc<VaultGate>>>,
+}
+
+impl Vaults {
+    pub fn new(max_concurrency: usize) -> Self {
+        Vaults {
+            max_concurrency,
+            gates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn gate(&self, host: &str) -> Arc<VaultGate> {
+        let mut gates = self.gates.lock().expect("vault gates lock");
+        gates
+            .entry(host.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(VaultGate::new(self.max_concurrency)))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_every_request_to_the_vault() {
+        let vaults = Vaults::new(4);
+        let gate = vaults.gate("v.vault.azure.net");
+        let start = Instant::now();
+        gate.throttled(Some(Duration::from_secs(7)));
+        // Another watcher of the same vault (host case differs) waits the same pause.
+        let _p = vaults.gate("V.vault.azure.net").admit().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_without_retry_after_grow_and_reset_on_success() {
+        let gate = Vaults::new(1).gate("v");
+        assert_eq!(gate.throttled(None), Duration::from_secs(1));
+        assert_eq!(gate.throttled(None), Duration::from_secs(2));
+        assert_eq!(gate.throttled(None), Duration::from_secs(4));
+        gate.succeeded();
+        assert_eq!(gate.throttled(None), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_per_vault_is_bounded() {
+        let vaults = Vaults::new(2);
+        let gate = vaults.gate("v");
+        let a = gate.admit().await;
+        let _b = gate.admit().await;
+        let third = tokio::time::timeout(Duration::from_secs(1), gate.admit()).await;
+        assert!(third.is_err(), "a third request must wait for a slot");
+        drop(a);
+        let _c = gate.admit().await;
+        // Other vaults are not held back.
+        let _d = vaults.gate("other").admit().await;
+    }
+}

@@ -1,0 +1,283 @@
+//! A watcher: one per observed certificate. It downloads the certificate's secret, hands it
+//! to the installer when the version changed, and repeats every polling interval.
+//!
+//! Reconcile is an idempotent function of (what Key Vault has, what the store has): a check
+//! reads the version on disk, asks Key Vault for the current version, and writes only when
+//! they differ. Retries and scheduling live around it, in [`Watcher::run`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use akv_sync_config::ObservedCertificate;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backoff::{MAX_ATTEMPTS, initial_sync_delay, jittered};
+use crate::gate::GateHandle;
+use crate::port::{
+    CheckOutcome, ErrorClass, InstallReport, Installer, Observer, SecretSource, SourceError,
+};
+use crate::token::TokenHandle;
+use crate::vault::Vaults;
+use crate::writer::WriterHandle;
+
+/// Everything watchers share: the sources, the actors' handles and the schedule.
+pub struct Shared<S, I: Installer> {
+    pub source: Arc<S>,
+    pub installer: Arc<I>,
+    pub tokens: TokenHandle,
+    pub writer: WriterHandle<I>,
+    pub vaults: Arc<Vaults>,
+    pub gate: GateHandle,
+    pub observer: Arc<dyn Observer>,
+    pub polling_interval: Duration,
+    /// Fraction of the interval by which each wait is spread (fleet-friendly polling).
+    pub jitter: f64,
+}
+
+/// Why a check failed. The message is for humans and names no secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CheckError {
+    pub message: String,
+    /// Retrying cannot help until the settings or the host change.
+    pub fatal: bool,
+}
+
+impl From<SourceError> for CheckError {
+    fn from(e: SourceError) -> Self {
+        CheckError {
+            message: e.message,
+            fatal: false,
+        }
+    }
+}
+
+impl From<crate::port::InstallError> for CheckError {
+    fn from(e: crate::port::InstallError) -> Self {
+        CheckError {
+            message: e.message,
+            fatal: e.fatal,
+        }
+    }
+}
+
+/// The display id of a certificate in status messages and logs: `vault/name`.
+pub fn certificate_id(cert: &ObservedCertificate) -> String {
+    format!("{}/{}", cert.url.vault, cert.url.name)
+}
+
+/// One observed certificate's loop.
+pub struct Watcher<S, I: Installer> {
+    pub cert: Arc<ObservedCertificate>,
+    pub shared: Arc<Shared<S, I>>,
+    id: String,
+}
+
+impl<S: SecretSource, I: Installer> Watcher<S, I> {
+    pub fn new(cert: Arc<ObservedCertificate>, shared: Arc<Shared<S, I>>) -> Self {
+        let id = certificate_id(&cert);
+        Watcher { cert, shared, id }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// First download with up to `max_attempts` tries, reporting to the gate. Returns the
+    /// last outcome. Cancelled → `None`.
+    pub async fn first_sync(
+        &self,
+        max_attempts: u32,
+        cancel: &CancellationToken,
+    ) -> Option<Result<CheckOutcome, CheckError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return None,
+                r = self.check(true) => r,
+            };
+            match result {
+                Ok(outcome) => {
+                    self.shared.gate.installed(&self.id);
+                    self.shared.observer.checked(&self.cert, &outcome);
+                    return Some(Ok(outcome));
+                }
+                Err(err) => {
+                    self.shared.observer.checked(
+                        &self.cert,
+                        &CheckOutcome::Failed {
+                            error: err.message.clone(),
+                            consecutive: attempt,
+                        },
+                    );
+                    if err.fatal || attempt >= max_attempts {
+                        warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                              attempts = attempt, error = %err.message, "first download failed; giving up for the initial sync");
+                        self.shared.gate.failed(
+                            &self.id,
+                            &format!("{} (after {attempt} attempt(s))", err.message),
+                        );
+                        return Some(Err(err));
+                    }
+                    let wait = jittered(initial_sync_delay(attempt), 0.2);
+                    warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                          attempt, max_attempts, retry_in_s = wait.as_secs_f64(), error = %err.message,
+                          "first download failed; will retry");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The daemon loop: first sync, then a check every polling interval until cancelled.
+    pub async fn run(self, cancel: CancellationToken) {
+        self.shared.gate.track(&self.id);
+        if self.first_sync(MAX_ATTEMPTS, &cancel).await.is_none() {
+            return;
+        }
+        let interval = self.shared.polling_interval;
+        let mut failures: u32 = 0;
+        loop {
+            // After a failure, retry sooner (growing), never later than the interval.
+            let wait = if failures == 0 {
+                jittered(interval, self.shared.jitter)
+            } else {
+                jittered(initial_sync_delay(failures).min(interval), 0.2)
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.check(false) => r,
+            };
+            let outcome = match result {
+                Ok(outcome) => {
+                    failures = 0;
+                    self.shared.gate.installed(&self.id);
+                    outcome
+                }
+                Err(err) => {
+                    failures += 1;
+                    warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                          consecutive_failures = failures, error = %err.message,
+                          "check failed; the installed files stay as they are");
+                    CheckOutcome::Failed {
+                        error: err.message,
+                        consecutive: failures,
+                    }
+                }
+            };
+            self.shared.observer.checked(&self.cert, &outcome);
+        }
+    }
+
+    /// One reconcile. `force` installs even when the version on disk is current, so that
+    /// permissions, links and extra outputs are repaired (the store writes no content then).
+    pub async fn check(&self, force: bool) -> Result<CheckOutcome, CheckError> {
+        let shared = &self.shared;
+        let cert = &self.cert;
+        let on_disk = shared.writer.installed_version(cert.clone()).await?;
+
+        // A pinned version never changes: once it is on disk, Key Vault is not asked again.
+        if let (Some(pinned), Some(disk)) = (&cert.url.version, &on_disk)
+            && pinned == disk
+            && !force
+        {
+            return Ok(CheckOutcome::Current {
+                version: disk.clone(),
+            });
+        }
+
+        let secret = self.fetch().await?;
+        if !secret.enabled {
+            return Err(CheckError {
+                message: format!(
+                    "version {} of secret {} in vault {} is disabled",
+                    secret.version, cert.url.name, cert.url.vault
+                ),
+                fatal: false,
+            });
+        }
+        let version = secret.version.clone();
+        if on_disk.as_deref() == Some(version.as_str()) && !force {
+            debug!(certificate = %self.id, version = %version, "current");
+            return Ok(CheckOutcome::Current { version });
+        }
+
+        let installer = shared.installer.clone();
+        let c = cert.clone();
+        let prepared = tokio::task::spawn_blocking(move || installer.prepare(&c, secret))
+            .await
+            .map_err(|e| CheckError {
+                message: format!("conversion task failed: {e}"),
+                fatal: false,
+            })??;
+        let report = shared
+            .writer
+            .install(cert.clone(), version.clone(), prepared)
+            .await?;
+        match &report {
+            InstallReport::Installed { previous_version } => {
+                info!(certificate = %self.id, vault = %cert.url.vault, name = %cert.url.name, version = %version,
+                      previous_version = previous_version.as_deref().unwrap_or("none"), "installed new version")
+            }
+            InstallReport::Repaired => {
+                info!(certificate = %self.id, version = %version, "repaired permissions or links")
+            }
+            InstallReport::Unchanged => {
+                debug!(certificate = %self.id, version = %version, "current")
+            }
+        }
+        Ok(CheckOutcome::Updated { version, report })
+    }
+
+    /// GET the secret through the vault's gate, refreshing the token once on 401.
+    async fn fetch(&self) -> Result<crate::port::SecretBundle, CheckError> {
+        let shared = &self.shared;
+        let url = &self.cert.url;
+        let audience = url.cloud.audience();
+        let gate = shared.vaults.gate(&url.host);
+        let mut token = shared.tokens.get(audience).await.map_err(|e| CheckError {
+            message: format!("no token for {audience}: {}", e.message),
+            fatal: false,
+        })?;
+        let mut refreshed = false;
+        loop {
+            let permit = gate.admit().await;
+            let result = shared.source.get(url, &token).await;
+            drop(permit);
+            match result {
+                Ok(secret) => {
+                    gate.succeeded();
+                    return Ok(secret);
+                }
+                Err(e) if e.class == ErrorClass::Unauthorized && !refreshed => {
+                    refreshed = true;
+                    token =
+                        shared
+                            .tokens
+                            .refresh(audience, &token)
+                            .await
+                            .map_err(|e| CheckError {
+                                message: format!("no token for {audience}: {}", e.message),
+                                fatal: false,
+                            })?;
+                }
+                Err(e) => {
+                    if let ErrorClass::Throttled { retry_after } = e.class {
+                        let pause = gate.throttled(retry_after);
+                        warn!(vault = %url.vault, pause_s = pause.as_secs_f64(), "vault throttled (429); pausing every request to it");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
