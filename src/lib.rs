@@ -7,5 +7,11 @@
 
 pub mod cmd;
 pub mod emulator;
+pub mod hook;
+pub mod identity;
+pub mod logging;
 pub mod material;
+pub mod net;
+pub mod status;
 pub mod store;
+pub mod vault;

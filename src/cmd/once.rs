@@ -1,0 +1,66 @@
+//! `akv-sync once`: one pass over every observed certificate.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use akv_sync_actors::{CheckOutcome, InstallReport, NoObserver, run_once};
+
+use crate::cmd::common::{load_settings, ports};
+use crate::logging::{self, LogArgs};
+use crate::status::LogStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Settings file.
+    #[arg(long, env = "AKV_SYNC_SETTINGS")]
+    pub settings: PathBuf,
+    /// Tries per certificate before it counts as failed (with the initial-sync backoff between).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=25))]
+    pub attempts: u32,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    logging::init(&args.log);
+    let parsed = match load_settings(&args.settings) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("akv-sync: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let settings = parsed.settings;
+    let total = settings.certificates.len() as u64;
+    let bar = if std::io::stderr().is_terminal() && total > 1 {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let results = runtime.block_on(async {
+        let ports = ports(&settings, Arc::new(LogStatus), Arc::new(NoObserver))?;
+        let b = bar.clone();
+        anyhow::Ok(run_once(&settings, ports, args.attempts, move |_| b.inc(1)).await)
+    })?;
+    bar.finish_and_clear();
+    let mut failed = 0;
+    for r in &results {
+        match &r.result {
+            Ok(CheckOutcome::Updated { version, report: InstallReport::Installed { .. } }) => {
+                println!("installed  {}  {version}", r.id)
+            }
+            Ok(CheckOutcome::Updated { version, .. }) | Ok(CheckOutcome::Current { version }) => {
+                println!("current    {}  {version}", r.id)
+            }
+            Ok(CheckOutcome::Failed { error, .. }) | Err(akv_sync_actors::CheckError { message: error, .. }) => {
+                failed += 1;
+                println!("FAILED     {}  {error}", r.id)
+            }
+        }
+    }
+    println!("{} of {} certificate(s) installed and current", results.len() - failed, results.len());
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

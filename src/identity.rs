@@ -1,0 +1,423 @@
+//! Managed identity: tokens from IMDS (Azure VMs) or from Azure Arc's HIMDS (SPEC §2.1).
+//!
+//! - IMDS: `GET {endpoint}/oauth2/token?api-version=2018-02-01&resource=…[&client_id=…]` with
+//!   `Metadata: true`. 404, 410, 429 and 5xx are retried with exponential backoff for about
+//!   70 s (IMDS asks callers to keep retrying 410 that long while it starts).
+//! - Arc: the first request is answered 401 with `WWW-Authenticate: Basic realm=<key file>`;
+//!   the key file must lie in `/var/opt/azcmagent/tokens/`, end in `.key` and hold at most
+//!   4096 bytes; the request is repeated with `Authorization: Basic <file contents>`. Any
+//!   other path is refused (a hostile local server must not make us read arbitrary files).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use akv_sync_actors::{ErrorClass, FetchedToken, SourceError, TokenSource};
+use akv_sync_config::Identity;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// `AKV_SYNC_IMDS_ENDPOINT`: replaces the IMDS address (system- and user-assigned identities).
+pub const ENV_IMDS_ENDPOINT: &str = "AKV_SYNC_IMDS_ENDPOINT";
+/// `AKV_SYNC_ARC_ENDPOINT`: replaces the Arc HIMDS address.
+pub const ENV_ARC_ENDPOINT: &str = "AKV_SYNC_ARC_ENDPOINT";
+/// Where Arc's HIMDS puts its challenge key files.
+pub const ARC_TOKEN_DIR: &str = "/var/opt/azcmagent/tokens";
+const ARC_KEY_MAX: u64 = 4096;
+
+/// Waits between IMDS retries: 1 + 2 + 4 + 8 + 16 + 32 = 63 s, then about 70 s in all.
+const IMDS_RETRY_WAITS: [u64; 6] = [1, 2, 4, 8, 16, 32];
+
+/// The identity client.
+pub struct IdentityClient {
+    http: reqwest::Client,
+    kind: Kind,
+    endpoint: String,
+    arc_token_dir: PathBuf,
+}
+
+enum Kind {
+    Imds { client_id: Option<String> },
+    Arc,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    /// IMDS sends numbers as strings; accept both.
+    #[serde(default, deserialize_with = "string_or_number")]
+    expires_in: Option<u64>,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        S(String),
+        N(u64),
+    }
+    Ok(match Option::<N>::deserialize(d)? {
+        Some(N::S(s)) => s.trim().parse().ok(),
+        Some(N::N(n)) => Some(n),
+        None => None,
+    })
+}
+
+impl IdentityClient {
+    /// For the identity of the settings; the env overrides apply here.
+    pub fn new(http: reqwest::Client, identity: &Identity) -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (kind, endpoint) = match identity {
+            Identity::SystemAssigned { endpoint } => (
+                Kind::Imds { client_id: None },
+                env(ENV_IMDS_ENDPOINT).unwrap_or_else(|| endpoint.clone()),
+            ),
+            Identity::UserAssigned {
+                endpoint,
+                client_id,
+            } => (
+                Kind::Imds {
+                    client_id: Some(client_id.clone()),
+                },
+                env(ENV_IMDS_ENDPOINT).unwrap_or_else(|| endpoint.clone()),
+            ),
+            Identity::Arc { endpoint } => (
+                Kind::Arc,
+                env(ENV_ARC_ENDPOINT).unwrap_or_else(|| endpoint.clone()),
+            ),
+        };
+        IdentityClient {
+            http,
+            kind,
+            endpoint: normalise_endpoint(&endpoint),
+            arc_token_dir: PathBuf::from(ARC_TOKEN_DIR),
+        }
+    }
+
+    /// The endpoint in use (for logs: it holds no secret).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/oauth2/token", self.endpoint)
+    }
+
+    async fn imds(
+        &self,
+        audience: &str,
+        client_id: Option<&str>,
+    ) -> Result<FetchedToken, SourceError> {
+        let mut query = vec![("api-version", "2018-02-01"), ("resource", audience)];
+        if let Some(id) = client_id {
+            query.push(("client_id", id));
+        }
+        let mut waits = IMDS_RETRY_WAITS.iter();
+        loop {
+            let sent = self
+                .http
+                .get(self.token_url())
+                .query(&query)
+                .header("Metadata", "true")
+                .send()
+                .await;
+            let err = match sent {
+                Ok(resp) => match answer(resp, &self.endpoint, client_id).await {
+                    Ok(token) => return Ok(token),
+                    Err(e) => e,
+                },
+                Err(e) => SourceError::new(
+                    ErrorClass::Transient,
+                    format!(
+                        "identity endpoint {} unreachable: {}",
+                        self.endpoint,
+                        error_chain(&e)
+                    ),
+                ),
+            };
+            let retry = matches!(
+                err.class,
+                ErrorClass::Transient | ErrorClass::NotFound | ErrorClass::Throttled { .. }
+            );
+            match waits.next() {
+                Some(wait) if retry => {
+                    tracing::debug!(error = %err.message, wait_s = wait, "identity request failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(*wait)).await;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    async fn arc(&self, audience: &str) -> Result<FetchedToken, SourceError> {
+        let query = [("api-version", "2020-06-01"), ("resource", audience)];
+        let first = self
+            .http
+            .get(self.token_url())
+            .query(&query)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .map_err(|e| {
+                SourceError::new(
+                    ErrorClass::Transient,
+                    format!(
+                        "Azure Arc identity endpoint {} unreachable: {}",
+                        self.endpoint,
+                        error_chain(&e)
+                    ),
+                )
+            })?;
+        if first.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return answer(first, &self.endpoint, None).await;
+        }
+        let challenge = first
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let key_path = arc_key_path(&challenge, &self.arc_token_dir)?;
+        let key = read_arc_key(&key_path)?;
+        let second = self
+            .http
+            .get(self.token_url())
+            .query(&query)
+            .header("Metadata", "true")
+            .header("Authorization", format!("Basic {}", key.as_str()))
+            .send()
+            .await
+            .map_err(|e| {
+                SourceError::new(
+                    ErrorClass::Transient,
+                    format!(
+                        "Azure Arc identity endpoint {} unreachable: {}",
+                        self.endpoint,
+                        error_chain(&e)
+                    ),
+                )
+            })?;
+        answer(second, &self.endpoint, None).await
+    }
+}
+
+impl TokenSource for IdentityClient {
+    async fn fetch(&self, audience: &str) -> Result<FetchedToken, SourceError> {
+        match &self.kind {
+            Kind::Imds { client_id } => self.imds(audience, client_id.as_deref()).await,
+            Kind::Arc => self.arc(audience).await,
+        }
+    }
+}
+
+/// `…/metadata/identity/oauth2/token` and `…/metadata/identity/` → `…/metadata/identity`.
+pub fn normalise_endpoint(endpoint: &str) -> String {
+    let e = endpoint.trim().trim_end_matches('/');
+    e.strip_suffix("/oauth2/token").unwrap_or(e).to_owned()
+}
+
+async fn answer(
+    resp: reqwest::Response,
+    endpoint: &str,
+    client_id: Option<&str>,
+) -> Result<FetchedToken, SourceError> {
+    let status = resp.status();
+    if status.is_success() {
+        let body = resp.bytes().await.map_err(|e| {
+            SourceError::new(
+                ErrorClass::Transient,
+                format!("identity answer cut short: {}", error_chain(&e)),
+            )
+        })?;
+        let token: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            // serde's message names the field and position, never the value.
+            SourceError::new(
+                ErrorClass::Transient,
+                format!("identity endpoint {endpoint} sent an unreadable token answer: {e}"),
+            )
+        })?;
+        return Ok(FetchedToken {
+            secret: token.access_token,
+            expires_in: Duration::from_secs(token.expires_in.unwrap_or(3600)),
+        });
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let detail = identity_error_detail(&body);
+    let (class, message) = match status.as_u16() {
+        400 if detail.contains("Identity not found") => (
+            ErrorClass::Permanent,
+            match client_id {
+                Some(id) => format!(
+                    "the identity endpoint does not know the user-assigned identity with client id {id}: assign it to this VM, or fix msiClientId ({detail})"
+                ),
+                None => format!(
+                    "this VM has no system-assigned identity; enable it, or set msiClientId to a user-assigned identity ({detail})"
+                ),
+            },
+        ),
+        404 | 410 => (
+            ErrorClass::Transient,
+            format!("identity endpoint {endpoint} not ready (HTTP {status}): {detail}"),
+        ),
+        429 => (
+            ErrorClass::Throttled { retry_after: None },
+            format!("identity endpoint {endpoint} throttled the request (HTTP 429)"),
+        ),
+        s if s >= 500 => (
+            ErrorClass::Transient,
+            format!("identity endpoint {endpoint} failed (HTTP {status}): {detail}"),
+        ),
+        _ => (
+            ErrorClass::Permanent,
+            format!(
+                "identity endpoint {endpoint} refused the token request (HTTP {status}): {detail}"
+            ),
+        ),
+    };
+    Err(SourceError::new(class, message))
+}
+
+/// The `error_description` (or `error`) of an identity error body, at most 300 characters.
+fn identity_error_detail(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let text = v
+        .get("error_description")
+        .or_else(|| v.get("error"))
+        .and_then(|e| e.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| "no error description".to_owned());
+    text.chars().take(300).collect()
+}
+
+/// The key-file path of an Arc `Basic realm=` challenge, if it is one we may read.
+pub fn arc_key_path(challenge: &str, token_dir: &Path) -> Result<PathBuf, SourceError> {
+    let refuse = |why: &str| {
+        SourceError::new(
+            ErrorClass::Permanent,
+            format!("refusing the Azure Arc challenge: {why}"),
+        )
+    };
+    let realm = challenge
+        .trim()
+        .strip_prefix("Basic realm=")
+        .ok_or_else(|| refuse("it is not `Basic realm=<file>`"))?
+        .trim_matches('"');
+    let path = Path::new(realm);
+    if path.extension().and_then(|e| e.to_str()) != Some("key") {
+        return Err(refuse("the key file does not end in .key"));
+    }
+    // Resolve links and `..` before checking the folder.
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| refuse(&format!("cannot resolve {}: {e}", path.display())))?;
+    let dir = token_dir
+        .canonicalize()
+        .unwrap_or_else(|_| token_dir.to_path_buf());
+    if canonical.parent() != Some(dir.as_path()) {
+        return Err(refuse(&format!(
+            "the key file {} is not in {}",
+            path.display(),
+            token_dir.display()
+        )));
+    }
+    Ok(canonical)
+}
+
+fn read_arc_key(path: &Path) -> Result<Zeroizing<String>, SourceError> {
+    let refuse = |why: String| {
+        SourceError::new(
+            ErrorClass::Permanent,
+            format!("refusing the Azure Arc challenge: {why}"),
+        )
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() || meta.len() > ARC_KEY_MAX {
+        return Err(refuse(format!(
+            "{} is not a regular file of at most {ARC_KEY_MAX} bytes",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+/// An error and its causes on one line (reqwest's Display alone hides the cause).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        for e in [
+            "http://169.254.169.254/metadata/identity",
+            "http://169.254.169.254/metadata/identity/",
+            "http://169.254.169.254/metadata/identity/oauth2/token",
+        ] {
+            assert_eq!(
+                normalise_endpoint(e),
+                "http://169.254.169.254/metadata/identity"
+            );
+        }
+    }
+
+    #[test]
+    fn arc_challenge_outside_the_token_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let good = tokens.join("abc.key");
+        std::fs::write(&good, "secret").unwrap();
+        let outside = dir.path().join("evil.key");
+        std::fs::write(&outside, "x").unwrap();
+        let not_key = tokens.join("abc.txt");
+        std::fs::write(&not_key, "x").unwrap();
+        let sneaky = format!("{}/../evil.key", tokens.display());
+
+        assert_eq!(
+            arc_key_path(&format!("Basic realm={}", good.display()), &tokens).unwrap(),
+            good.canonicalize().unwrap()
+        );
+        for bad in [
+            format!("Basic realm={}", outside.display()),
+            format!("Basic realm={}", not_key.display()),
+            format!("Basic realm={sneaky}"),
+            format!("Bearer realm={}", good.display()),
+            "Basic realm=/etc/shadow".to_owned(),
+        ] {
+            let err = arc_key_path(&bad, &tokens).unwrap_err();
+            assert_eq!(err.class, ErrorClass::Permanent, "{bad}");
+        }
+    }
+
+    #[test]
+    fn oversized_arc_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.key");
+        std::fs::write(&big, vec![b'a'; 5000]).unwrap();
+        assert!(read_arc_key(&big).is_err());
+    }
+
+    #[test]
+    fn string_valued_expiry_is_read() {
+        let t: TokenAnswer = serde_json::from_str(
+            r#"{"access_token":"x","expires_in":"86399","token_type":"Bearer"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.expires_in, Some(86399));
+        let t: TokenAnswer =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":60}"#).unwrap();
+        assert_eq!(t.expires_in, Some(60));
+    }
+}

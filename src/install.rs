@@ -1,0 +1,149 @@
+//! The reconciler's installer: material (secret → verified, ordered full chain) and the store
+//! (atomic files, links, ACLs) behind the [`Installer`] port.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use akv_sync_actors::{InstallError, InstallReport, Installer, SecretBundle};
+use akv_sync_config::{ObservedCertificate, Settings};
+use tracing::warn;
+use zeroize::Zeroizing;
+
+use crate::material;
+use crate::store::{self, InstallOutcome, InstallRequest, Output, Store};
+
+/// A converted certificate, ready for the writer.
+pub struct Prepared {
+    full_chain: Zeroizing<Vec<u8>>,
+    cert: Vec<u8>,
+    chain: Vec<u8>,
+    fullchain: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
+    /// Expiry of the leaf (unix seconds), for metrics and expiry warnings.
+    pub not_after: i64,
+}
+
+/// Converts with [`material::convert`] and installs with [`Store`].
+pub struct StoreInstaller {
+    acl_enabled: bool,
+    prune_keep: Option<usize>,
+    stores: Mutex<HashMap<PathBuf, Arc<Store>>>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl StoreInstaller {
+    pub fn new(settings: &Settings) -> Self {
+        StoreInstaller {
+            acl_enabled: settings.acl_enabled,
+            prune_keep: settings.agent.prune_keep,
+            stores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store of a folder, opened once (and its crash left-overs cleaned then).
+    fn store(&self, cert: &ObservedCertificate) -> Result<Arc<Store>, InstallError> {
+        let mut stores = self.stores.lock().expect("stores lock");
+        if let Some(s) = stores.get(&cert.store)
+            && s.is_intact()
+        {
+            return Ok(s.clone());
+        }
+        let store = Store::open(&cert.store).map_err(|e| store_error(cert, e))?;
+        match store.clean_temporaries() {
+            Ok(0) => {}
+            Ok(n) => warn!(store = %cert.store.display(), removed = n, "removed temporary files left by an interrupted write"),
+            Err(e) => warn!(store = %cert.store.display(), error = %e, "cannot clean temporary files"),
+        }
+        let store = Arc::new(store);
+        stores.insert(cert.store.clone(), store.clone());
+        Ok(store)
+    }
+}
+
+fn store_error(cert: &ObservedCertificate, e: store::StoreError) -> InstallError {
+    let message = format!("{}/{}: {e}", cert.url.vault, cert.url.name);
+    if e.is_fatal() {
+        InstallError::fatal(message)
+    } else {
+        InstallError::retryable(message)
+    }
+}
+
+impl Installer for StoreInstaller {
+    type Prepared = Prepared;
+
+    fn prepare(&self, cert: &ObservedCertificate, secret: SecretBundle) -> Result<Prepared, InstallError> {
+        let m = material::convert(&secret.value, &secret.content_type, now_unix()).map_err(|e| {
+            InstallError::retryable(format!(
+                "{}/{} version {}: {e}; the installed files stay as they are",
+                cert.url.vault, cert.url.name, secret.version
+            ))
+        })?;
+        for w in &m.warnings {
+            warn!(vault = %cert.url.vault, name = %cert.url.name, version = %secret.version, "{w}");
+        }
+        Ok(Prepared {
+            full_chain: m.full_chain_pem(),
+            cert: m.cert_pem(),
+            chain: m.chain_pem(),
+            fullchain: m.fullchain_pem(),
+            key: m.key_pem(),
+            not_after: m.not_after,
+        })
+    }
+
+    fn install(&self, cert: &ObservedCertificate, version: &str, p: Prepared) -> Result<InstallReport, InstallError> {
+        let store = self.store(cert)?;
+        let grants = if self.acl_enabled {
+            Some(store::resolve_grants(&cert.acls).map_err(|e| store_error(cert, e))?)
+        } else {
+            None
+        };
+        let mut outputs = Vec::new();
+        let o = &cert.outputs;
+        if let Some(name) = &o.cert {
+            outputs.push(Output { file_name: name, content: &p.cert, secret: false });
+        }
+        if let Some(name) = &o.chain {
+            outputs.push(Output { file_name: name, content: &p.chain, secret: false });
+        }
+        if let Some(name) = &o.fullchain {
+            outputs.push(Output { file_name: name, content: &p.fullchain, secret: false });
+        }
+        if let Some(name) = &o.privkey {
+            outputs.push(Output { file_name: name, content: &p.key, secret: true });
+        }
+        let request = InstallRequest {
+            vault: &cert.url.vault,
+            name: &cert.url.name,
+            version,
+            full_chain_pem: &p.full_chain,
+            link_name: cert.link_name.as_deref(),
+            acl: grants.as_deref(),
+            outputs: &outputs,
+            prune_keep: self.prune_keep,
+        };
+        let outcome = store.install(&request).map_err(|e| store_error(cert, e))?;
+        Ok(match outcome {
+            InstallOutcome::Unchanged => InstallReport::Unchanged,
+            InstallOutcome::Repaired => InstallReport::Repaired,
+            InstallOutcome::Installed { previous_version, .. } => InstallReport::Installed { previous_version },
+        })
+    }
+
+    fn installed_version(&self, cert: &ObservedCertificate) -> Result<Option<String>, InstallError> {
+        let store = self.store(cert)?;
+        let current = store
+            .current(&cert.url.vault, &cert.url.name)
+            .map_err(|e| store_error(cert, e))?;
+        Ok(current.map(|c| c.version))
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP client every outbound request goes through: rustls (ring provider) trusting the
+//! system's CA store plus `AKV_SYNC_CA_FILE`, and host names mapped by `AKV_SYNC_CONNECT_TO`.
+//!
+//! The two environment variables are for tests, the demo and private endpoints: with them the
+//! agent reaches an emulator (or a private link address) with **unchanged real settings**
+//! (`https://myvault.vault.azure.net/secrets/c1`): TLS still verifies the vault's host name.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// `AKV_SYNC_CONNECT_TO`: comma-separated `HOST-PATTERN=IP:PORT` (pattern `*.suffix` or exact).
+pub const ENV_CONNECT_TO: &str = "AKV_SYNC_CONNECT_TO";
+/// `AKV_SYNC_CA_FILE`: a PEM file of extra trusted CA certificates.
+pub const ENV_CA_FILE: &str = "AKV_SYNC_CA_FILE";
+
+/// Problems building the client from the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(
+        "{ENV_CONNECT_TO}: entry `{entry}` is not HOST-PATTERN=IP:PORT (e.g. `*.vault.azure.net=127.0.0.1:8443`)"
+    )]
+    BadConnectTo { entry: String },
+    #[error("{ENV_CA_FILE}: cannot read `{path}`: {source}")]
+    CaFileUnreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{ENV_CA_FILE}: `{path}` holds no usable PEM certificate")]
+    CaFileEmpty { path: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// One `AKV_SYNC_CONNECT_TO` mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    pattern: String,
+    addr: SocketAddr,
+}
+
+impl ConnectTo {
+    fn matches(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        match self.pattern.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+            None => host == self.pattern,
+        }
+    }
+}
+
+/// Parse `AKV_SYNC_CONNECT_TO`'s value.
+pub fn parse_connect_to(value: &str) -> Result<Vec<ConnectTo>, NetError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad = || NetError::BadConnectTo {
+                entry: entry.to_owned(),
+            };
+            let (pattern, addr) = entry.split_once('=').ok_or_else(bad)?;
+            let addr: SocketAddr = addr.trim().parse().map_err(|_| bad())?;
+            let pattern = pattern.trim().to_ascii_lowercase();
+            if pattern.is_empty() || pattern.contains('/') {
+                return Err(bad());
+            }
+            Ok(ConnectTo { pattern, addr })
+        })
+        .collect()
+}
+
+/// Resolves mapped hosts to their address and everything else through the system resolver.
+struct Resolver {
+    map: Vec<ConnectTo>,
+}
+
+impl Resolve for Resolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let mapped = self
+            .map
+            .iter()
+            .find(|m| m.matches(name.as_str()))
+            .map(|m| m.addr);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            if let Some(addr) = mapped {
+                let addrs: Addrs = Box::new(std::iter::once(addr));
+                return Ok(addrs);
+            }
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Settings of the HTTP client, usually read from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct NetConfig {
+    pub connect_to: Vec<ConnectTo>,
+    /// PEM text of extra trusted CAs.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub extra_ca_path: Option<String>,
+}
+
+impl NetConfig {
+    /// From `AKV_SYNC_CONNECT_TO` and `AKV_SYNC_CA_FILE`.
+    pub fn from_env() -> Result<Self, NetError> {
+        let connect_to = match std::env::var(ENV_CONNECT_TO) {
+            Ok(v) => parse_connect_to(&v)?,
+            Err(_) => Vec::new(),
+        };
+        let (extra_ca_pem, extra_ca_path) = match std::env::var(ENV_CA_FILE) {
+            Ok(path) if !path.is_empty() => {
+                let pem = std::fs::read(&path).map_err(|source| NetError::CaFileUnreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+                (Some(pem), Some(path))
+            }
+            _ => (None, None),
+        };
+        Ok(NetConfig {
+            connect_to,
+            extra_ca_pem,
+            extra_ca_path,
+        })
+    }
+
+    /// Build the client: TLS 1.2+ with the ring provider, HTTP/2 where offered, connection
+    /// reuse, and timeouts on every request.
+    pub fn client(&self) -> Result<reqwest::Client, NetError> {
+        let mut roots = rustls::RootCertStore::empty();
+        // The system's store; individual unparsable entries are skipped, as browsers do.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if let Some(pem) = &self.extra_ca_pem {
+            let path = self.extra_ca_path.clone().unwrap_or_default();
+            let mut added = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+                if roots.add(cert).is_ok() {
+                    added += 1;
+                }
+            }
+            if added == 0 {
+                return Err(NetError::CaFileEmpty { path });
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .dns_resolver(Arc::new(Resolver {
+                map: self.connect_to.clone(),
+            }))
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("akv-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_to_maps_wildcards_and_exact_hosts() {
+        let map =
+            parse_connect_to("*.vault.azure.net=127.0.0.1:8443, login.example=[::1]:9").unwrap();
+        assert!(map[0].matches("myvault.vault.azure.net"));
+        assert!(map[0].matches("MyVault.Vault.Azure.Net"));
+        assert!(!map[0].matches("vault.azure.net"));
+        assert!(!map[0].matches("evilvault.azure.net"));
+        assert!(map[1].matches("login.example"));
+        assert_eq!(map[1].addr, "[::1]:9".parse().unwrap());
+    }
+
+    #[test]
+    fn connect_to_rejects_malformed_entries() {
+        for bad in [
+            "*.vault.azure.net",
+            "x=127.0.0.1",
+            "=127.0.0.1:1",
+            "a/b=127.0.0.1:1",
+        ] {
+            assert!(
+                matches!(parse_connect_to(bad), Err(NetError::BadConnectTo { .. })),
+                "{bad}"
+            );
+        }
+    }
+}
