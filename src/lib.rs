@@ -7,6 +7,7 @@
 
 pub mod cmd;
 pub mod emulator;
+pub mod fluentd;
 pub mod hook;
 pub mod identity;
 pub mod logging;

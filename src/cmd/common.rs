@@ -23,24 +23,26 @@ pub enum LoadError {
     Invalid { path: String, count: usize },
 }
 
-/// Read and parse a settings file; print every error to stderr, log warnings.
+/// Log which wrapper and schema were found, and every warning.
+pub fn log_parsed(parsed: &Parsed) {
+    tracing::debug!(
+        wrapper = wrapper_name(parsed.settings.wrapper),
+        schema = schema_name(parsed.settings.schema),
+        "settings found"
+    );
+    for w in &parsed.warnings {
+        tracing::warn!(path = %w.path, "{}", w.message);
+    }
+}
+
+/// Read and parse a settings file; print every error to stderr.
 pub fn load_settings(path: &Path) -> Result<Parsed, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Unreadable {
         path: path.display().to_string(),
         source,
     })?;
     match akv_sync_config::parse(&text) {
-        Ok(parsed) => {
-            tracing::debug!(
-                wrapper = wrapper_name(parsed.settings.wrapper),
-                schema = schema_name(parsed.settings.schema),
-                "settings found"
-            );
-            for w in &parsed.warnings {
-                tracing::warn!(path = %w.path, "{}", w.message);
-            }
-            Ok(parsed)
-        }
+        Ok(parsed) => Ok(parsed),
         Err(errors) => {
             for e in &errors {
                 eprintln!("{}: {e}", path.display());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use akv_sync_actors::{CheckOutcome, InstallReport, NoObserver, run_once};
 
-use crate::cmd::common::{load_settings, ports};
+use crate::cmd::common::{load_settings, log_parsed, ports};
 use crate::logging::{self, LogArgs};
 use crate::status::LogStatus;
 
@@ -24,7 +24,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    logging::init(&args.log);
     let parsed = match load_settings(&args.settings) {
         Ok(p) => p,
         Err(e) => {
@@ -32,6 +31,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    logging::init(&args.log, None, None);
+    log_parsed(&parsed);
     let settings = parsed.settings;
     let total = settings.certificates.len() as u64;
     let bar = if std::io::stderr().is_terminal() && total > 1 {

@@ -8,7 +8,7 @@ use akv_sync_actors::{Agent, NoObserver, StatusSink};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use crate::cmd::common::{load_settings, ports};
+use crate::cmd::common::{load_settings, log_parsed, ports};
 use crate::logging::{self, LogArgs};
 use crate::status::{Fanout, LogStatus, Systemd, VmAgentStatus};
 
@@ -23,12 +23,17 @@ pub struct Args {
     /// The settings sequence number for `--status-dir`.
     #[arg(long)]
     pub sequence: Option<u64>,
+    /// Folder of the file log (rotated at 10 MiB, 5 kept).
+    #[arg(long, default_value = logging::DEFAULT_LOG_DIR, env = "AKV_SYNC_LOG_DIR")]
+    pub log_dir: PathBuf,
+    /// Log to stderr only.
+    #[arg(long)]
+    pub no_log_file: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    logging::init(&args.log);
     let parsed = match load_settings(&args.settings) {
         Ok(p) => p,
         Err(e) => {
@@ -36,6 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
+    let _logs = logging::init(&args.log, log_dir, parsed.settings.logging.as_ref());
+    log_parsed(&parsed);
     let mut sinks: Vec<Arc<dyn StatusSink>> = vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
     if let (Some(dir), Some(seq)) = (&args.status_dir, args.sequence) {
         sinks.push(Arc::new(VmAgentStatus::new(dir, seq, "Enable")));
