@@ -9,7 +9,10 @@
 //! Pure: text in, model or errors out. No I/O, no logging (warnings are returned).
 
 mod model;
+mod names;
 mod parse;
+mod relax;
+mod url;
 
 pub use model::*;
 pub use parse::parse;
@@ -60,6 +63,11 @@ pub enum ErrorKind {
     BadExtension,
     /// Two observed certificates would write the same file or link.
     Conflict,
+    /// A value still holds a placeholder from the documentation (`<examplekv>`, `xxxxxx-xxxx-…`).
+    Placeholder,
+    /// An ACL user or group that does not exist on this host. Not produced by [`parse`] (which
+    /// is pure): host checks such as `akv-sync validate` report it with this kind.
+    UnknownPrincipal,
 }
 
 /// One settings error: where, what was found, what was expected, and what to do.

@@ -1,8 +1,1676 @@
-//! Text → [`Parsed`] or every error found. (Filled by the Foundation issue.)
+//! Text → [`Parsed`] or every error found.
+//!
+//! The parser walks a `serde_json::Value` instead of deriving `Deserialize` for raw structs:
+//! derived deserialisation stops at the first mistake and loses the JSON path, while the users
+//! of this crate need *every* mistake at once, each with its path, plus warnings for unknown
+//! keys. Each section has one function that reads its object, checks each key, and returns
+//! `None` when it reported an error; [`parse`] succeeds only when no error was reported.
 
-use crate::{ConfigError, Parsed};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::names::{closest, describe, is_guid, is_placeholder, quote, unsafe_reason};
+use crate::relax::{Relaxed, relax};
+use crate::url::{certificate_url, identity_endpoint, logging_endpoint};
+use crate::{
+    AclGrant, AgentSettings, ConfigError, DEFAULT_IMDS_ENDPOINT, DEFAULT_POLLING_INTERVAL,
+    DEFAULT_STORE_V2, DEFAULT_STORE_V3, ErrorKind, ExtraOutputs, Hook, HookSpec, Identity,
+    LoggingSettings, ObservedCertificate, Parsed, Principal, Schema, Settings, Warning, Wrapper,
+};
+
+/// The JSON path of the whole document.
+pub const ROOT_PATH: &str = "$";
+
+/// Default time limit of a hook (`timeoutInS`).
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+const POWERSHELL_HINT: &str = "In PowerShell, build the settings as a hashtable and pass it with -Settings, or read the file unchanged with (Get-Content -Raw settings.json) and pass it with -SettingString; with the Azure CLI, pass --settings @settings.json";
+
+const SETTINGS_KEYS: &[&str] = &[
+    "secretsManagementSettings",
+    "authenticationSettings",
+    "loggingSettings",
+    "akvSyncSettings",
+];
+const SECRETS_KEYS: &[&str] = &[
+    "pollingIntervalInS",
+    "requireInitialSync",
+    "aclEnabled",
+    "linkOnRenewal",
+    "certificateStoreName",
+    "certificateStoreLocation",
+    "observedCertificates",
+];
+const CERTIFICATE_KEYS: &[&str] = &[
+    "url",
+    "certificateStoreLocation",
+    "customSymbolicLinkName",
+    "acls",
+    "certificateStoreName",
+    "akvSync",
+];
+const AUTH_KEYS: &[&str] = &["msiEndpoint", "msiClientId"];
+const LOGGING_KEYS: &[&str] = &["logger", "endpoint", "format", "servicename"];
+const AGENT_KEYS: &[&str] = &[
+    "onChange",
+    "metricsAddress",
+    "expiryWarningDays",
+    "pruneKeepVersions",
+    "maxConcurrencyPerVault",
+    "pollingJitter",
+];
+const CERT_EXT_KEYS: &[&str] = &["outputs", "onChange"];
+const OUTPUT_KEYS: &[&str] = &["cert", "chain", "fullchain", "privkey"];
+const HOOK_KEYS: &[&str] = &["command", "reloadUnit", "timeoutInS"];
+const ACL_KEYS: &[&str] = &["user", "group"];
+
+/// Errors and warnings collected along the walk.
+#[derive(Default)]
+struct Cx {
+    errors: Vec<ConfigError>,
+    warnings: Vec<Warning>,
+}
+
+impl Cx {
+    fn err(&mut self, kind: ErrorKind, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            kind,
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Warn about each key of `obj` that is not in `known`, suggesting the closest known key.
+    fn unknown_keys(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
+        for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+            let message = match closest(key, known) {
+                Some(k) => format!("unknown key `{key}` is ignored; did you mean `{k}`?"),
+                None => format!(
+                    "unknown key `{key}` is ignored; the keys known here are {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.warn(&at(path, key), message);
+        }
+    }
+}
+
+fn at(path: &str, key: &str) -> String {
+    if path.is_empty() || path == ROOT_PATH {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn idx(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
 
 /// Parse settings text in any of the three wrappers and either schema.
-pub fn parse(_text: &str) -> Result<Parsed, Vec<ConfigError>> {
-    todo!("settings parser")
+pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
+    let mut cx = Cx::default();
+    let relaxed = relax(text);
+    let settings = match serde_json::from_str::<Value>(&relaxed.text) {
+        Ok(doc) => document(&doc, &relaxed, &mut cx),
+        Err(e) => {
+            syntax_error(&relaxed.text, &e, &mut cx);
+            None
+        }
+    };
+    match settings {
+        Some(settings) if cx.errors.is_empty() => Ok(Parsed {
+            settings,
+            warnings: cx.warnings,
+        }),
+        _ => {
+            if cx.errors.is_empty() {
+                cx.err(
+                    ErrorKind::NoSettings,
+                    ROOT_PATH,
+                    "no usable settings were found (this is a bug in akv-sync: please report it with the file)",
+                );
+            }
+            Err(cx.errors)
+        }
+    }
 }
+
+fn syntax_error(text: &str, e: &serde_json::Error, cx: &mut Cx) {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        cx.err(
+            ErrorKind::Syntax,
+            ROOT_PATH,
+            "found an empty file; expected a JSON object such as {\"secretsManagementSettings\": {\"observedCertificates\": [ … ]}}",
+        );
+        return;
+    }
+    if trimmed.contains("\\\"") {
+        let unescaped = trimmed.replace("\\\"", "\"");
+        let unescaped = unescaped.trim_matches(|c| c == '\'' || c == '"');
+        if trimmed.starts_with("{\\\"")
+            || trimmed.starts_with("'{")
+            || serde_json::from_str::<Value>(unescaped).is_ok()
+        {
+            cx.err(
+                ErrorKind::EscapedQuotes,
+                ROOT_PATH,
+                format!(
+                    "found `\\\"` where plain quotes belong (the JSON parser stopped with: {e}); expected plain JSON. PowerShell escapes the quotes when it passes a JSON string on (the original extension then fails with `Failed to parse the configuration settings with:not an object.`). Save the file with plain quotes. {POWERSHELL_HINT}"
+                ),
+            );
+            return;
+        }
+    }
+    let mut hint = String::new();
+    if trimmed.starts_with('\'') {
+        hint.push_str(" The text is wrapped in single quotes, as a shell would need: remove them from the file.");
+    }
+    if trimmed.contains('<') && trimmed.contains('>') {
+        hint.push_str(" The documentation's templates hold <placeholders> (e.g. <polling interval in seconds, e.g. \"3600\">): replace each with a real value or remove the key.");
+    }
+    cx.err(
+        ErrorKind::Syntax,
+        ROOT_PATH,
+        format!("found text that is not valid JSON ({e}); expected a JSON object.{hint}"),
+    );
+}
+
+/// A JSON string where an object belongs: explain double encoding or escaped quotes.
+fn string_instead_of_object(path: &str, s: &str, expected: &str, cx: &mut Cx) {
+    let inner = relax(s);
+    match serde_json::from_str::<Value>(&inner.text) {
+        Ok(Value::Object(_)) | Ok(Value::Array(_)) => cx.err(
+            ErrorKind::JsonInString,
+            path,
+            format!(
+                "found a JSON string that itself holds JSON (the settings were encoded twice, e.g. by ConvertTo-Json of a string or by quoting); expected {expected} itself, without the outer quotes and backslashes. {POWERSHELL_HINT}"
+            ),
+        ),
+        _ if s.contains("\\\"") || s.trim_start().starts_with("{\\") => cx.err(
+            ErrorKind::EscapedQuotes,
+            path,
+            format!(
+                "found a string with `\\\"` escapes where {expected} belongs; PowerShell adds them when a JSON string passes through it. {POWERSHELL_HINT}"
+            ),
+        ),
+        _ => cx.err(
+            ErrorKind::WrongType,
+            path,
+            format!("found the string {}; expected {expected}", quote(s)),
+        ),
+    }
+}
+
+/// Where the settings object sits, given the document's top-level object.
+struct Located<'a> {
+    wrapper: Wrapper,
+    value: &'a Value,
+    path: String,
+}
+
+fn document(doc: &Value, relaxed: &Relaxed, cx: &mut Cx) -> Option<Settings> {
+    let top = match doc {
+        Value::Object(map) => map,
+        Value::String(s) => {
+            string_instead_of_object(ROOT_PATH, s, "a JSON object", cx);
+            return None;
+        }
+        other => {
+            cx.err(
+                ErrorKind::NoSettings,
+                ROOT_PATH,
+                format!(
+                    "found {}; expected a JSON object holding `secretsManagementSettings` (bare, in an ARM resource's `properties.settings`, or in a VM-agent file's `runtimeSettings[0].handlerSettings.publicSettings`)",
+                    describe(other)
+                ),
+            );
+            return None;
+        }
+    };
+    let located = locate(doc, top, ROOT_PATH, cx)?;
+    let settings = match located.value {
+        Value::Object(map) => map,
+        Value::String(s) => {
+            string_instead_of_object(&located.path, s, "the settings object", cx);
+            return None;
+        }
+        other => {
+            cx.err(
+                ErrorKind::WrongType,
+                &located.path,
+                format!(
+                    "found {}; expected the settings object {{\"secretsManagementSettings\": …}}",
+                    describe(other)
+                ),
+            );
+            return None;
+        }
+    };
+    relaxed_warnings(relaxed, located.wrapper, cx);
+    settings_object(settings, &located.path, located.wrapper, cx)
+}
+
+fn relaxed_warnings(relaxed: &Relaxed, wrapper: Wrapper, cx: &mut Cx) {
+    if relaxed.bom {
+        cx.warn(
+            ROOT_PATH,
+            "the file starts with a byte-order mark (BOM), which is ignored; some JSON parsers reject it",
+        );
+    }
+    for pos in &relaxed.trailing_commas {
+        cx.warn(
+            ROOT_PATH,
+            format!("trailing comma at {pos} is ignored; strict JSON parsers (possibly the original extension's) reject it: remove it"),
+        );
+    }
+    // ARM templates may hold comments; a settings file fed to the extension may not.
+    if wrapper != Wrapper::ArmResource {
+        for pos in &relaxed.comments {
+            cx.warn(
+                ROOT_PATH,
+                format!("comment at {pos} is ignored; strict JSON parsers (possibly the original extension's) reject comments: remove it"),
+            );
+        }
+    }
+}
+
+fn locate<'a>(
+    doc: &'a Value,
+    top: &'a Map<String, Value>,
+    path: &str,
+    cx: &mut Cx,
+) -> Option<Located<'a>> {
+    if let Some(rs) = top.get("runtimeSettings") {
+        return locate_handler(rs, &at(path, "runtimeSettings"), cx);
+    }
+    if let Some(props) = top.get("properties").and_then(Value::as_object) {
+        let is_extension = top
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.to_ascii_lowercase().ends_with("/extensions"));
+        if is_extension || props.contains_key("settings") {
+            return locate_arm(top, props, path, cx);
+        }
+    }
+    if let Some(resources) = top.get("resources").and_then(Value::as_array) {
+        return locate_in_template(resources, &at(path, "resources"), cx);
+    }
+    if SETTINGS_KEYS.iter().any(|k| top.contains_key(*k)) {
+        // Bare: the whole document is the settings object.
+        return Some(Located {
+            wrapper: Wrapper::Bare,
+            value: doc,
+            path: path.to_owned(),
+        });
+    }
+    if let Some(settings) = top.get("settings")
+        && settings.get("secretsManagementSettings").is_some()
+    {
+        // `az vm extension show` prints the resource with `properties` flattened.
+        return Some(Located {
+            wrapper: Wrapper::ArmResource,
+            value: settings,
+            path: at(path, "settings"),
+        });
+    }
+    let keys: Vec<String> = top.keys().map(|k| format!("`{k}`")).collect();
+    let hint = if top.contains_key("observedCertificates") {
+        " `observedCertificates` belongs inside `secretsManagementSettings`."
+    } else {
+        ""
+    };
+    cx.err(
+        ErrorKind::NoSettings,
+        path,
+        format!(
+            "found an object with {}; expected the settings (`secretsManagementSettings`, …), an ARM extension resource (`properties.settings`), or a VM-agent settings file (`runtimeSettings`).{hint}",
+            if keys.is_empty() { "no keys".to_owned() } else { format!("the keys {}", keys.join(", ")) }
+        ),
+    );
+    None
+}
+
+fn locate_handler<'a>(rs: &'a Value, path: &str, cx: &mut Cx) -> Option<Located<'a>> {
+    let Some(list) = rs.as_array() else {
+        cx.err(
+            ErrorKind::WrongType,
+            path,
+            format!("found {}; expected an array with one entry `{{\"handlerSettings\": {{\"publicSettings\": …}}}}`", describe(rs)),
+        );
+        return None;
+    };
+    let Some(first) = list.first() else {
+        cx.err(
+            ErrorKind::NoSettings,
+            path,
+            "found an empty array; expected one entry `{\"handlerSettings\": {\"publicSettings\": …}}`",
+        );
+        return None;
+    };
+    if list.len() > 1 {
+        cx.warn(
+            path,
+            format!(
+                "found {} entries; only the first is used (the VM agent writes one)",
+                list.len()
+            ),
+        );
+    }
+    let first_path = idx(path, 0);
+    let Some(handler) = first.get("handlerSettings") else {
+        cx.err(
+            ErrorKind::Missing,
+            &at(&first_path, "handlerSettings"),
+            "found no `handlerSettings`; expected `{\"handlerSettings\": {\"publicSettings\": …}}`",
+        );
+        return None;
+    };
+    let handler_path = at(&first_path, "handlerSettings");
+    let Some(public) = handler.get("publicSettings") else {
+        cx.err(
+            ErrorKind::Missing,
+            &at(&handler_path, "publicSettings"),
+            "found no `publicSettings`; expected the extension settings there (akv-sync reads only the public settings)",
+        );
+        return None;
+    };
+    Some(Located {
+        wrapper: Wrapper::HandlerSettings,
+        value: public,
+        path: at(&handler_path, "publicSettings"),
+    })
+}
+
+fn locate_arm<'a>(
+    top: &'a Map<String, Value>,
+    props: &'a Map<String, Value>,
+    path: &str,
+    cx: &mut Cx,
+) -> Option<Located<'a>> {
+    let props_path = at(path, "properties");
+    let settings_path = at(&props_path, "settings");
+    let misplaced = |cx: &mut Cx, p: &str| {
+        cx.err(
+            ErrorKind::MisplacedAuthenticationSettings,
+            p,
+            format!(
+                "found `authenticationSettings` here; expected it inside `{settings_path}`, beside `secretsManagementSettings` (here it is not seen, and the identity would silently fall back to the system-assigned one)"
+            ),
+        );
+    };
+    if top.contains_key("authenticationSettings") {
+        misplaced(cx, &at(path, "authenticationSettings"));
+    }
+    if props.contains_key("authenticationSettings") {
+        misplaced(cx, &at(&props_path, "authenticationSettings"));
+    }
+    if props
+        .get("protectedSettings")
+        .and_then(Value::as_object)
+        .is_some_and(|p| p.contains_key("authenticationSettings"))
+    {
+        misplaced(
+            cx,
+            &at(
+                &at(&props_path, "protectedSettings"),
+                "authenticationSettings",
+            ),
+        );
+    }
+    if let Some(ext_type) = props.get("type").and_then(Value::as_str)
+        && !ext_type.eq_ignore_ascii_case("KeyVaultForLinux")
+    {
+        cx.warn(
+            &at(&props_path, "type"),
+            format!("the extension type is {}; expected \"KeyVaultForLinux\" (the settings are read anyway)", quote(ext_type)),
+        );
+    }
+    match props.get("settings") {
+        Some(settings) => Some(Located {
+            wrapper: Wrapper::ArmResource,
+            value: settings,
+            path: settings_path,
+        }),
+        None => {
+            let hint = if props.contains_key("secretsManagementSettings") {
+                " `secretsManagementSettings` sits directly in `properties`: move it into `properties.settings`."
+            } else {
+                ""
+            };
+            cx.err(
+                ErrorKind::Missing,
+                &settings_path,
+                format!("found an extension resource without `properties.settings`; expected the extension settings there.{hint}"),
+            );
+            None
+        }
+    }
+}
+
+fn is_kv_extension(v: &Value) -> bool {
+    let props = v.get("properties");
+    let typed = props
+        .and_then(|p| p.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("KeyVaultForLinux"));
+    let has_settings = props
+        .and_then(|p| p.get("settings"))
+        .and_then(|s| s.get("secretsManagementSettings"))
+        .is_some();
+    typed || has_settings
+}
+
+/// A whole ARM template: find the one KeyVaultForLinux extension among its resources (at the
+/// top, as a child resource, or in a scale set's extension profile).
+fn locate_in_template<'a>(resources: &'a [Value], path: &str, cx: &mut Cx) -> Option<Located<'a>> {
+    let mut found: Vec<(&'a Map<String, Value>, String)> = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let rp = idx(path, i);
+        if is_kv_extension(r)
+            && let Some(obj) = r.as_object()
+        {
+            found.push((obj, rp.clone()));
+        }
+        if let Some(children) = r.get("resources").and_then(Value::as_array) {
+            for (j, c) in children.iter().enumerate() {
+                if is_kv_extension(c)
+                    && let Some(obj) = c.as_object()
+                {
+                    found.push((obj, idx(&at(&rp, "resources"), j)));
+                }
+            }
+        }
+        let profile = r
+            .pointer("/properties/virtualMachineProfile/extensionProfile/extensions")
+            .and_then(Value::as_array);
+        for (j, e) in profile.into_iter().flatten().enumerate() {
+            if is_kv_extension(e)
+                && let Some(obj) = e.as_object()
+            {
+                found.push((
+                    obj,
+                    idx(
+                        &at(
+                            &rp,
+                            "properties.virtualMachineProfile.extensionProfile.extensions",
+                        ),
+                        j,
+                    ),
+                ));
+            }
+        }
+    }
+    match found.as_slice() {
+        [] => {
+            cx.err(
+                ErrorKind::NoSettings,
+                path,
+                "found an ARM template whose resources hold no KeyVaultForLinux extension; expected one resource with `\"type\": \"KeyVaultForLinux\"` in its properties",
+            );
+            None
+        }
+        [(obj, p)] => {
+            let props = obj.get("properties").and_then(Value::as_object)?;
+            locate_arm(obj, props, p, cx)
+        }
+        many => {
+            let paths: Vec<&str> = many.iter().map(|(_, p)| p.as_str()).collect();
+            cx.err(
+                ErrorKind::NoSettings,
+                path,
+                format!(
+                    "found {} KeyVaultForLinux extensions ({}); expected one: validate each resource on its own",
+                    many.len(),
+                    paths.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The settings object
+
+/// What `secretsManagementSettings` yields.
+struct Secrets {
+    schema: Schema,
+    polling_interval: Duration,
+    require_initial_sync: bool,
+    acl_enabled: bool,
+    certificates: Vec<ObservedCertificate>,
+}
+
+fn settings_object(
+    obj: &Map<String, Value>,
+    path: &str,
+    wrapper: Wrapper,
+    cx: &mut Cx,
+) -> Option<Settings> {
+    cx.unknown_keys(obj, path, SETTINGS_KEYS);
+    let sms_path = at(path, "secretsManagementSettings");
+    let secrets = match obj.get("secretsManagementSettings") {
+        None => {
+            cx.err(
+                ErrorKind::Missing,
+                &sms_path,
+                "found no `secretsManagementSettings`; expected an object with at least `observedCertificates`",
+            );
+            None
+        }
+        Some(Value::Object(m)) => secrets(m, &sms_path, cx),
+        Some(Value::String(s)) => {
+            string_instead_of_object(&sms_path, s, "an object", cx);
+            None
+        }
+        Some(other) => {
+            cx.err(
+                ErrorKind::WrongType,
+                &sms_path,
+                format!(
+                    "found {}; expected an object with `observedCertificates`",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    };
+    let identity = authentication(
+        obj.get("authenticationSettings"),
+        &at(path, "authenticationSettings"),
+        cx,
+    );
+    let logging = logging(obj.get("loggingSettings"), &at(path, "loggingSettings"), cx);
+    let agent = agent(obj.get("akvSyncSettings"), &at(path, "akvSyncSettings"), cx);
+    let secrets = secrets?;
+    if cx.error_count() > 0 {
+        return None;
+    }
+    conflicts(&secrets.certificates, cx);
+    Some(Settings {
+        wrapper,
+        schema: secrets.schema,
+        polling_interval: secrets.polling_interval,
+        require_initial_sync: secrets.require_initial_sync,
+        acl_enabled: secrets.acl_enabled,
+        certificates: secrets.certificates,
+        identity: identity?,
+        logging: logging?,
+        agent: agent?,
+    })
+}
+
+fn boolean(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<bool> {
+    match v {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            let hint = match other.as_str() {
+                Some("true" | "false" | "True" | "False") => " without quotes",
+                _ => "",
+            };
+            cx.err(
+                ErrorKind::WrongType,
+                path,
+                format!("found {}; expected true or false{hint}", describe(other)),
+            );
+            None
+        }
+    }
+}
+
+fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets> {
+    let before = cx.error_count();
+    for key in obj.keys() {
+        let p = at(path, key);
+        match key.as_str() {
+            "authenticationSettings" => cx.err(
+                ErrorKind::MisplacedAuthenticationSettings,
+                &p,
+                format!(
+                    "found `authenticationSettings` inside `secretsManagementSettings`; expected it beside it, as a sibling (`{}`). Here it is not seen and the identity would silently fall back to the system-assigned one",
+                    at(path.rsplit_once('.').map_or("", |(parent, _)| parent), "authenticationSettings")
+                ),
+            ),
+            "loggingSettings" | "akvSyncSettings" => cx.warn(
+                &p,
+                format!("`{key}` belongs beside `secretsManagementSettings`, not inside it; it is ignored here"),
+            ),
+            "linkOnRenewal" => cx.warn(
+                &p,
+                "`linkOnRenewal` is a Windows-only setting; it is accepted and ignored on Linux",
+            ),
+            "certificateStoreName" => cx.warn(
+                &p,
+                "`certificateStoreName` is a Windows-only setting (a certificate store name such as \"MY\"); it is accepted and ignored on Linux",
+            ),
+            _ => {}
+        }
+    }
+    let unknown: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "authenticationSettings" | "loggingSettings" | "akvSyncSettings"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    cx.unknown_keys(&unknown, path, SECRETS_KEYS);
+
+    let polling_interval = match obj.get("pollingIntervalInS") {
+        None => Some(DEFAULT_POLLING_INTERVAL),
+        Some(v) => polling_interval(v, &at(path, "pollingIntervalInS"), cx),
+    };
+    let require_initial_sync = boolean(
+        obj.get("requireInitialSync"),
+        &at(path, "requireInitialSync"),
+        cx,
+    );
+    let acl_enabled = boolean(obj.get("aclEnabled"), &at(path, "aclEnabled"), cx);
+    let top_store = obj
+        .get("certificateStoreLocation")
+        .map(|v| store_location(v, &at(path, "certificateStoreLocation"), cx));
+
+    let list_path = at(path, "observedCertificates");
+    let list = match obj.get("observedCertificates") {
+        None => {
+            cx.err(
+                ErrorKind::Missing,
+                &list_path,
+                "found no `observedCertificates`; expected an array of certificates to observe, e.g. [{\"url\": \"https://myvault.vault.azure.net/secrets/mycertificate\"}]",
+            );
+            None
+        }
+        Some(Value::Array(a)) => Some(a),
+        Some(Value::String(s)) if serde_json::from_str::<Value>(s).is_ok_and(|v| v.is_array()) => {
+            string_instead_of_object(&list_path, s, "an array", cx);
+            None
+        }
+        Some(other) => {
+            let hint = if other.is_string() || other.is_object() {
+                " Put it inside [ ], even when there is only one."
+            } else {
+                ""
+            };
+            cx.err(
+                ErrorKind::WrongType,
+                &list_path,
+                format!(
+                    "found {}; expected an array of certificates ([{{\"url\": …}}, …] in the 3.x schema, or [\"https://…\", …] in the 1.x/2.x schema).{hint}",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    };
+
+    let schema = match list.and_then(|l| l.iter().find(|v| !v.is_null())) {
+        Some(Value::String(_)) => Schema::V2,
+        Some(_) => Schema::V3,
+        None if obj.contains_key("certificateStoreLocation") => Schema::V2,
+        None => Schema::V3,
+    };
+    let top_store = match top_store {
+        None => None,
+        Some(None) => return None,
+        Some(Some(p)) => Some(p),
+    };
+    let default_store = match (schema, top_store) {
+        (Schema::V2, Some(p)) => p,
+        (Schema::V2, None) => PathBuf::from(DEFAULT_STORE_V2),
+        (Schema::V3, Some(p)) => {
+            cx.warn(
+                &at(path, "certificateStoreLocation"),
+                "in the 3.x schema `certificateStoreLocation` belongs in each observed certificate; here it is used for the certificates that do not set their own",
+            );
+            p
+        }
+        (Schema::V3, None) => PathBuf::from(DEFAULT_STORE_V3),
+    };
+
+    let mut certificates = Vec::new();
+    if let Some(list) = list {
+        if list.is_empty() {
+            cx.warn(
+                &list_path,
+                "the list is empty: no certificate will be observed",
+            );
+        }
+        for (i, item) in list.iter().enumerate() {
+            let p = idx(&list_path, i);
+            let cert = match (schema, item) {
+                (Schema::V2, Value::String(url)) => v2_certificate(url, &p, &default_store, cx),
+                (Schema::V3, Value::Object(m)) => {
+                    v3_certificate(m, &p, &default_store, acl_enabled.unwrap_or(false), cx)
+                }
+                (Schema::V2, other) => {
+                    cx.err(
+                        ErrorKind::WrongType,
+                        &p,
+                        format!(
+                            "found {}; expected a URL string, like the first entry (1.x/2.x schema). The 3.x schema uses objects {{\"url\": …}} for every entry: do not mix the two",
+                            describe(other)
+                        ),
+                    );
+                    None
+                }
+                (Schema::V3, other) => {
+                    let hint = if other.is_string() {
+                        " (1.x/2.x schema). Do not mix the two: write {\"url\": \"…\"} for every entry"
+                    } else {
+                        ""
+                    };
+                    cx.err(
+                        ErrorKind::WrongType,
+                        &p,
+                        format!(
+                            "found {}; expected an object {{\"url\": \"https://…/secrets/…\", …}} (3.x schema){hint}",
+                            describe(other)
+                        ),
+                    );
+                    None
+                }
+            };
+            certificates.extend(cert);
+        }
+    }
+    if cx.error_count() > before {
+        return None;
+    }
+    Some(Secrets {
+        schema,
+        polling_interval: polling_interval?,
+        require_initial_sync: require_initial_sync?,
+        acl_enabled: acl_enabled?,
+        certificates,
+    })
+}
+
+fn polling_interval(v: &Value, path: &str, cx: &mut Cx) -> Option<Duration> {
+    let seconds = match v {
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<u64>().ok()
+        }
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    };
+    match seconds {
+        Some(s) if s > 0 => Some(Duration::from_secs(s)),
+        _ => {
+            cx.err(
+                ErrorKind::BadPollingInterval,
+                path,
+                format!(
+                    "found {}; expected a positive whole number of seconds, written as a string of digits such as \"3600\" (a JSON number is accepted too)",
+                    describe(v)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// An absolute store folder without `..`, normalised (no `.` parts, no trailing slash).
+fn store_location(v: &Value, path: &str, cx: &mut Cx) -> Option<PathBuf> {
+    let Some(s) = v.as_str() else {
+        cx.err(
+            ErrorKind::WrongType,
+            path,
+            format!(
+                "found {}; expected an absolute folder path such as \"{DEFAULT_STORE_V3}\"",
+                describe(v)
+            ),
+        );
+        return None;
+    };
+    if is_placeholder(s) {
+        cx.err(
+            ErrorKind::Placeholder,
+            path,
+            format!("found {}, which still holds a placeholder from the documentation; expected an absolute folder path such as \"{DEFAULT_STORE_V3}\"", quote(s)),
+        );
+        return None;
+    }
+    let problem = if s.is_empty() {
+        Some("it is empty")
+    } else if s.contains('\0') {
+        Some("it contains a NUL character")
+    } else if !s.starts_with('/') {
+        Some("it is not absolute (it must start with `/`)")
+    } else if Path::new(s).components().any(|c| c == Component::ParentDir) {
+        Some("it contains `..`")
+    } else {
+        None
+    };
+    if let Some(why) = problem {
+        cx.err(
+            ErrorKind::BadStoreLocation,
+            path,
+            format!("found {}, but {why}; expected an absolute folder path such as \"{DEFAULT_STORE_V3}\"", quote(s)),
+        );
+        return None;
+    }
+    Some(
+        Path::new(s)
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect(),
+    )
+}
+
+fn v2_certificate(url: &str, path: &str, store: &Path, cx: &mut Cx) -> Option<ObservedCertificate> {
+    let url = checked_url(url, path, cx)?;
+    Some(ObservedCertificate {
+        json_path: path.to_owned(),
+        url,
+        store: store.to_owned(),
+        link_name: None,
+        acls: Vec::new(),
+        outputs: ExtraOutputs::default(),
+        hook: None,
+    })
+}
+
+fn checked_url(raw: &str, path: &str, cx: &mut Cx) -> Option<crate::CertificateUrl> {
+    match certificate_url(raw) {
+        Ok(noted) => {
+            for note in noted.notes {
+                cx.warn(path, note);
+            }
+            Some(noted.value)
+        }
+        Err((kind, message)) => {
+            cx.err(kind, path, message);
+            None
+        }
+    }
+}
+
+fn v3_certificate(
+    obj: &Map<String, Value>,
+    path: &str,
+    default_store: &Path,
+    acl_enabled: bool,
+    cx: &mut Cx,
+) -> Option<ObservedCertificate> {
+    let before = cx.error_count();
+    cx.unknown_keys(obj, path, CERTIFICATE_KEYS);
+    if obj.contains_key("certificateStoreName") {
+        cx.warn(
+            &at(path, "certificateStoreName"),
+            "`certificateStoreName` is a Windows-only setting; it is accepted and ignored on Linux",
+        );
+    }
+    let url_path = at(path, "url");
+    let url = match obj.get("url") {
+        None => {
+            cx.err(
+                ErrorKind::Missing,
+                &url_path,
+                "found no `url`; expected the certificate's secret URL, e.g. \"https://myvault.vault.azure.net/secrets/mycertificate\"",
+            );
+            None
+        }
+        Some(Value::String(s)) => checked_url(s, &url_path, cx),
+        Some(other) => {
+            cx.err(
+                ErrorKind::WrongType,
+                &url_path,
+                format!("found {}; expected a URL string such as \"https://myvault.vault.azure.net/secrets/mycertificate\"", describe(other)),
+            );
+            None
+        }
+    };
+    let store = match obj.get("certificateStoreLocation") {
+        None => Some(default_store.to_owned()),
+        Some(v) => store_location(v, &at(path, "certificateStoreLocation"), cx),
+    };
+    let link_name = match obj.get("customSymbolicLinkName") {
+        None => Some(None),
+        Some(v) => file_name(v, &at(path, "customSymbolicLinkName"), "link name", cx).map(Some),
+    };
+    let acls = match obj.get("acls") {
+        None => Some(Vec::new()),
+        Some(v) => acls(v, &at(path, "acls"), cx),
+    };
+    if !acl_enabled && acls.as_ref().is_some_and(|a| !a.is_empty()) {
+        cx.warn(
+            &at(path, "acls"),
+            "these ACLs are not applied because `secretsManagementSettings.aclEnabled` is not true",
+        );
+    }
+    let ext = match obj.get("akvSync") {
+        None => Some((ExtraOutputs::default(), None)),
+        Some(v) => certificate_extension(v, &at(path, "akvSync"), cx),
+    };
+    if cx.error_count() > before {
+        return None;
+    }
+    let (outputs, hook) = ext?;
+    Some(ObservedCertificate {
+        json_path: path.to_owned(),
+        url: url?,
+        store: store?,
+        link_name: link_name?,
+        acls: acls?,
+        outputs,
+        hook,
+    })
+}
+
+/// A plain file name inside the store folder.
+fn file_name(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<String> {
+    let Some(s) = v.as_str() else {
+        cx.err(
+            ErrorKind::WrongType,
+            path,
+            format!(
+                "found {}; expected a {what}: a plain file name such as \"app1Cert1\"",
+                describe(v)
+            ),
+        );
+        return None;
+    };
+    if is_placeholder(s) {
+        cx.err(
+            ErrorKind::Placeholder,
+            path,
+            format!("found {}, which still holds a placeholder from the documentation; expected a plain file name such as \"app1Cert1\"", quote(s)),
+        );
+        return None;
+    }
+    if let Some(why) = unsafe_reason(s) {
+        cx.err(
+            ErrorKind::UnsafeName,
+            path,
+            format!("found {}, which cannot be a {what} inside the store folder: {why}; expected a plain file name such as \"app1Cert1\" (to place the file elsewhere, set `certificateStoreLocation`)", quote(s)),
+        );
+        return None;
+    }
+    Some(s.to_owned())
+}
+
+fn acls(v: &Value, path: &str, cx: &mut Cx) -> Option<Vec<AclGrant>> {
+    let Some(list) = v.as_array() else {
+        cx.err(
+            ErrorKind::BadAcl,
+            path,
+            format!("found {}; expected an array of entries such as [{{\"user\": \"app1\", \"group\": \"appGroup1\"}}]", describe(v)),
+        );
+        return None;
+    };
+    let before = cx.error_count();
+    let mut grants = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let p = idx(path, i);
+        let Some(obj) = entry.as_object() else {
+            cx.err(
+                ErrorKind::BadAcl,
+                &p,
+                format!("found {}; expected an object with `user` and/or `group`, e.g. {{\"user\": \"app1\"}}", describe(entry)),
+            );
+            continue;
+        };
+        cx.unknown_keys(obj, &p, ACL_KEYS);
+        let user = obj
+            .get("user")
+            .map(|u| principal(u, &at(&p, "user"), "user", cx));
+        let group = obj
+            .get("group")
+            .map(|g| principal(g, &at(&p, "group"), "group", cx));
+        if user.is_none() && group.is_none() {
+            cx.err(
+                ErrorKind::BadAcl,
+                &p,
+                "found an entry with neither `user` nor `group`; expected at least one of them, e.g. {\"user\": \"app1\", \"group\": \"appGroup1\"}",
+            );
+            continue;
+        }
+        if let (Some(Some(u)), Some(Some(g))) = (&user, &group) {
+            grants.push(AclGrant {
+                user: Some(u.clone()),
+                group: Some(g.clone()),
+            });
+        } else if let (Some(Some(u)), None) = (&user, &group) {
+            grants.push(AclGrant {
+                user: Some(u.clone()),
+                group: None,
+            });
+        } else if let (None, Some(Some(g))) = (&user, &group) {
+            grants.push(AclGrant {
+                user: None,
+                group: Some(g.clone()),
+            });
+        }
+    }
+    (cx.error_count() == before).then_some(grants)
+}
+
+fn principal(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<Principal> {
+    let expected = format!("expected a {what} name such as \"app1\" or a numeric id such as 1001");
+    match v {
+        Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(id) => Some(Principal::Id(id)),
+            None => {
+                cx.err(
+                    ErrorKind::BadAcl,
+                    path,
+                    format!("found {}; {expected}", describe(v)),
+                );
+                None
+            }
+        },
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            match s.parse::<u32>() {
+                Ok(id) => Some(Principal::Id(id)),
+                Err(_) => {
+                    cx.err(
+                        ErrorKind::BadAcl,
+                        path,
+                        format!(
+                            "found {}, which is too large for an id; {expected}",
+                            describe(v)
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        Value::String(s) if is_placeholder(s) => {
+            cx.err(
+                ErrorKind::Placeholder,
+                path,
+                format!(
+                    "found {}, which still holds a placeholder from the documentation; {expected}",
+                    quote(s)
+                ),
+            );
+            None
+        }
+        Value::String(s)
+            if !s.is_empty()
+                && !s.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || matches!(c, ':' | ',' | '/')
+                }) =>
+        {
+            Some(Principal::Name(s.clone()))
+        }
+        other => {
+            cx.err(
+                ErrorKind::BadAcl,
+                path,
+                format!("found {}; {expected}", describe(other)),
+            );
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// authenticationSettings, loggingSettings
+
+fn authentication(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<Identity> {
+    let obj = match v {
+        None => {
+            return Some(Identity::SystemAssigned {
+                endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
+            });
+        }
+        Some(Value::Object(m)) => m,
+        Some(Value::String(s)) => {
+            string_instead_of_object(path, s, "an object", cx);
+            return None;
+        }
+        Some(other) => {
+            cx.err(
+                ErrorKind::WrongType,
+                path,
+                format!(
+                    "found {}; expected an object with `msiEndpoint` and `msiClientId`",
+                    describe(other)
+                ),
+            );
+            return None;
+        }
+    };
+    let before = cx.error_count();
+    cx.unknown_keys(obj, path, AUTH_KEYS);
+    let endpoint_path = at(path, "msiEndpoint");
+    let endpoint = match obj.get("msiEndpoint") {
+        None => None,
+        Some(Value::String(s)) => match identity_endpoint(s) {
+            Ok(noted) => {
+                for note in noted.notes {
+                    cx.warn(&endpoint_path, note);
+                }
+                Some(noted.value)
+            }
+            Err((kind, message)) => {
+                cx.err(kind, &endpoint_path, message);
+                None
+            }
+        },
+        Some(other) => {
+            cx.err(
+                ErrorKind::WrongType,
+                &endpoint_path,
+                format!(
+                    "found {}; expected a URL string such as \"{DEFAULT_IMDS_ENDPOINT}\"",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    };
+    let client_path = at(path, "msiClientId");
+    let client_id = match obj.get("msiClientId") {
+        None => None,
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            cx.warn(&client_path, "empty: the system-assigned identity is used");
+            None
+        }
+        Some(Value::String(s)) => client_id(s, &client_path, cx),
+        Some(other) => {
+            cx.err(
+                ErrorKind::WrongType,
+                &client_path,
+                format!(
+                    "found {}; expected the client id (a GUID) of a user-assigned identity",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    };
+    if cx.error_count() > before {
+        return None;
+    }
+    let identity = match (endpoint, client_id) {
+        (Some((endpoint, true)), client) => {
+            if client.is_some() {
+                cx.warn(
+                    &client_path,
+                    "Azure Arc machines have only a system-assigned identity; `msiClientId` is ignored",
+                );
+            }
+            Identity::Arc { endpoint }
+        }
+        (Some((endpoint, false)), Some(client_id)) => Identity::UserAssigned {
+            endpoint,
+            client_id,
+        },
+        (Some((endpoint, false)), None) => Identity::SystemAssigned { endpoint },
+        (None, Some(client_id)) => {
+            cx.warn(
+                &endpoint_path,
+                format!("absent although `msiClientId` is set (the documentation requires both); \"{DEFAULT_IMDS_ENDPOINT}\" is used"),
+            );
+            Identity::UserAssigned {
+                endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
+                client_id,
+            }
+        }
+        (None, None) => Identity::SystemAssigned {
+            endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
+        },
+    };
+    Some(identity)
+}
+
+fn client_id(s: &str, path: &str, cx: &mut Cx) -> Option<String> {
+    let found = quote(s);
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("/subscriptions/") || lower.contains("/userassignedidentities/") {
+        cx.err(
+            ErrorKind::ClientIdIsResourceId,
+            path,
+            format!(
+                "found the resource id {found}; expected the identity's client id, a GUID such as \"00001111-aaaa-2222-bbbb-3333cccc4444\". Get it with: az identity show --ids '{s}' --query clientId --output tsv"
+            ),
+        );
+        None
+    } else if is_placeholder(s) {
+        cx.err(
+            ErrorKind::Placeholder,
+            path,
+            format!(
+                "found {found}, the placeholder of the documentation's example; expected the client id (a GUID) of your user-assigned identity (az identity show --name <identity> --resource-group <group> --query clientId), or remove `msiClientId` to use the system-assigned identity"
+            ),
+        );
+        None
+    } else if !is_guid(s) {
+        cx.err(
+            ErrorKind::BadClientId,
+            path,
+            format!(
+                "found {found}, which is not a GUID; expected the identity's client id such as \"00001111-aaaa-2222-bbbb-3333cccc4444\" (az identity show --query clientId)"
+            ),
+        );
+        None
+    } else {
+        Some(s.to_owned())
+    }
+}
+
+fn logging(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<Option<LoggingSettings>> {
+    let obj = match v {
+        None => return Some(None),
+        Some(Value::Object(m)) => m,
+        Some(Value::String(s)) => {
+            string_instead_of_object(path, s, "an object", cx);
+            return None;
+        }
+        Some(other) => {
+            cx.err(
+                ErrorKind::BadLogging,
+                path,
+                format!("found {}; expected an object such as {{\"logger\": \"fluentd\", \"endpoint\": \"tcp://localhost:24224\", \"format\": \"forward\", \"servicename\": \"akvvm_service\"}}", describe(other)),
+            );
+            return None;
+        }
+    };
+    let before = cx.error_count();
+    cx.unknown_keys(obj, path, LOGGING_KEYS);
+    let text =
+        |key: &str, default: Option<&str>, allowed: Option<&str>, cx: &mut Cx| -> Option<String> {
+            let p = at(path, key);
+            match (obj.get(key), default) {
+                (None, Some(d)) => Some(d.to_owned()),
+                (None, None) => {
+                    cx.err(
+                        ErrorKind::BadLogging,
+                        &p,
+                        format!("found no `{key}`; expected e.g. \"tcp://localhost:24224\""),
+                    );
+                    None
+                }
+                (Some(Value::String(s)), _) if !s.is_empty() => match allowed {
+                    Some(a) if !s.eq_ignore_ascii_case(a) => {
+                        cx.err(
+                            ErrorKind::BadLogging,
+                            &p,
+                            format!(
+                                "found {}; expected \"{a}\", the only {key} supported",
+                                quote(s)
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(s.clone()),
+                },
+                (Some(other), _) => {
+                    cx.err(
+                        ErrorKind::BadLogging,
+                        &p,
+                        format!("found {}; expected a non-empty string", describe(other)),
+                    );
+                    None
+                }
+            }
+        };
+    let logger = text("logger", Some("fluentd"), Some("fluentd"), cx);
+    let endpoint = text("endpoint", None, None, cx);
+    let format = text("format", Some("forward"), Some("forward"), cx);
+    let service_name = text("servicename", Some("akvvm_service"), None, cx);
+    let hostport = endpoint.and_then(|e| match logging_endpoint(&e) {
+        Ok(hp) => Some(hp),
+        Err(message) => {
+            cx.err(ErrorKind::BadLogging, &at(path, "endpoint"), message);
+            None
+        }
+    });
+    if cx.error_count() > before {
+        return None;
+    }
+    let (host, port) = hostport?;
+    Some(Some(LoggingSettings {
+        logger: logger?,
+        host,
+        port,
+        format: format?,
+        service_name: service_name?,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// akv-sync extensions
+
+fn integer(v: &Value, path: &str, min: u64, max: u64, what: &str, cx: &mut Cx) -> Option<u64> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        _ => None,
+    };
+    match n {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!(
+                    "found {}; expected {what}, a whole number from {min} to {max}",
+                    describe(v)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn agent(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<AgentSettings> {
+    let mut agent = AgentSettings::default();
+    let obj = match v {
+        None => return Some(agent),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!("found {}; expected an object with akv-sync's own settings (`onChange`, `metricsAddress`, …)", describe(other)),
+            );
+            return None;
+        }
+    };
+    let before = cx.error_count();
+    cx.unknown_keys(obj, path, AGENT_KEYS);
+    if let Some(h) = obj.get("onChange") {
+        agent.hook = hook(h, &at(path, "onChange"), cx);
+    }
+    if let Some(m) = obj.get("metricsAddress") {
+        let p = at(path, "metricsAddress");
+        match m.as_str().map(str::parse::<std::net::SocketAddr>) {
+            Some(Ok(addr)) if addr.ip().is_loopback() && addr.port() != 0 => agent.metrics_address = Some(addr),
+            _ => cx.err(
+                ErrorKind::BadExtension,
+                &p,
+                format!("found {}; expected a loopback address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\" (the metrics are not meant for the network; put a proxy in front if needed)", describe(m)),
+            ),
+        }
+    }
+    if let Some(d) = obj.get("expiryWarningDays")
+        && let Some(n) = integer(
+            d,
+            &at(path, "expiryWarningDays"),
+            0,
+            3650,
+            "a number of days",
+            cx,
+        )
+    {
+        agent.expiry_warning_days = n as u32;
+    }
+    if let Some(k) = obj.get("pruneKeepVersions")
+        && let Some(n) = integer(
+            k,
+            &at(path, "pruneKeepVersions"),
+            1,
+            1_000_000,
+            "how many versions to keep",
+            cx,
+        )
+    {
+        agent.prune_keep = Some(n as usize);
+    }
+    if let Some(c) = obj.get("maxConcurrencyPerVault")
+        && let Some(n) = integer(
+            c,
+            &at(path, "maxConcurrencyPerVault"),
+            1,
+            10_000,
+            "a number of requests",
+            cx,
+        )
+    {
+        agent.max_concurrency_per_vault = n as usize;
+    }
+    if let Some(j) = obj.get("pollingJitter") {
+        match j.as_f64() {
+            Some(f) if (0.0..=1.0).contains(&f) => agent.jitter = f,
+            _ => cx.err(
+                ErrorKind::BadExtension,
+                &at(path, "pollingJitter"),
+                format!("found {}; expected a number from 0.0 to 1.0 (the fraction of the polling interval used to spread checks)", describe(j)),
+            ),
+        }
+    }
+    (cx.error_count() == before).then_some(agent)
+}
+
+fn hook(v: &Value, path: &str, cx: &mut Cx) -> Option<HookSpec> {
+    let example = "{\"command\": [\"/usr/bin/systemctl\", \"reload\", \"nginx\"], \"timeoutInS\": 30} or {\"reloadUnit\": \"nginx.service\"}";
+    let Some(obj) = v.as_object() else {
+        cx.err(
+            ErrorKind::BadExtension,
+            path,
+            format!("found {}; expected {example}", describe(v)),
+        );
+        return None;
+    };
+    let before = cx.error_count();
+    cx.unknown_keys(obj, path, HOOK_KEYS);
+    let timeout = match obj.get("timeoutInS") {
+        None => Some(DEFAULT_HOOK_TIMEOUT),
+        Some(t) => integer(
+            t,
+            &at(path, "timeoutInS"),
+            1,
+            86_400,
+            "a number of seconds",
+            cx,
+        )
+        .map(Duration::from_secs),
+    };
+    let hook = match (obj.get("command"), obj.get("reloadUnit")) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!("found both `command` and `reloadUnit`; expected one of them: {example}"),
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!("found neither `command` nor `reloadUnit`; expected {example}"),
+            );
+            None
+        }
+        (Some(c), None) => command(c, &at(path, "command"), cx),
+        (None, Some(u)) => reload_unit(u, &at(path, "reloadUnit"), cx),
+    };
+    if cx.error_count() > before {
+        return None;
+    }
+    Some(HookSpec {
+        hook: hook?,
+        timeout: timeout?,
+    })
+}
+
+fn command(v: &Value, path: &str, cx: &mut Cx) -> Option<Hook> {
+    let argv: Option<Vec<String>> = v
+        .as_array()
+        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_owned)).collect());
+    match argv {
+        Some(argv)
+            if !argv.is_empty()
+                && !argv[0].is_empty()
+                && !argv.iter().any(|a| a.contains('\0')) =>
+        {
+            if !argv[0].starts_with('/') {
+                cx.warn(path, format!("`{}` is looked up in PATH; an absolute path (e.g. /usr/bin/{}) is safer for a command run as root", argv[0], argv[0]));
+            }
+            Some(Hook::Command(argv))
+        }
+        _ => {
+            let hint = if v.is_string() {
+                " The command runs without a shell: split it into its arguments."
+            } else {
+                ""
+            };
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!("found {}; expected a non-empty array of strings, program first, e.g. [\"/usr/bin/systemctl\", \"reload\", \"nginx\"].{hint}", describe(v)),
+            );
+            None
+        }
+    }
+}
+
+fn reload_unit(v: &Value, path: &str, cx: &mut Cx) -> Option<Hook> {
+    match v.as_str() {
+        Some(u)
+            if !u.is_empty()
+                && !u.starts_with('-')
+                && u.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '\\' | '@' | '-')
+                }) =>
+        {
+            Some(Hook::ReloadUnit(u.to_owned()))
+        }
+        _ => {
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!(
+                    "found {}; expected a systemd unit name such as \"nginx.service\"",
+                    describe(v)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn certificate_extension(
+    v: &Value,
+    path: &str,
+    cx: &mut Cx,
+) -> Option<(ExtraOutputs, Option<HookSpec>)> {
+    let Some(obj) = v.as_object() else {
+        cx.err(
+            ErrorKind::BadExtension,
+            path,
+            format!(
+                "found {}; expected an object with `outputs` and/or `onChange`",
+                describe(v)
+            ),
+        );
+        return None;
+    };
+    let before = cx.error_count();
+    cx.unknown_keys(obj, path, CERT_EXT_KEYS);
+    let mut outputs = ExtraOutputs::default();
+    if let Some(o) = obj.get("outputs") {
+        let op = at(path, "outputs");
+        match o.as_object() {
+            None => cx.err(
+                ErrorKind::BadExtension,
+                &op,
+                format!("found {}; expected an object such as {{\"fullchain\": \"fullchain.pem\", \"privkey\": \"privkey.pem\"}}", describe(o)),
+            ),
+            Some(m) => {
+                cx.unknown_keys(m, &op, OUTPUT_KEYS);
+                let get = |key: &str, cx: &mut Cx| m.get(key).and_then(|v| file_name(v, &at(&op, key), "output file name", cx));
+                outputs.cert = get("cert", cx);
+                outputs.chain = get("chain", cx);
+                outputs.fullchain = get("fullchain", cx);
+                outputs.privkey = get("privkey", cx);
+            }
+        }
+    }
+    let hook = obj
+        .get("onChange")
+        .and_then(|h| hook(h, &at(path, "onChange"), cx));
+    (cx.error_count() == before).then_some((outputs, hook))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conflicts between certificates
+
+/// Two certificates that would write the same file or link in the same store folder.
+fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
+    // (store, file name) → (JSON path of the claim, what it is)
+    let mut claimed: HashMap<(PathBuf, String), (String, String)> = HashMap::new();
+    for cert in certificates {
+        let mut claims: Vec<(String, String, String)> = vec![(
+            cert.url.stem(),
+            at(&cert.json_path, "url"),
+            "the certificate's link".to_owned(),
+        )];
+        if let Some(v) = &cert.url.version {
+            claims.push((
+                format!("{}.{v}", cert.url.stem()),
+                at(&cert.json_path, "url"),
+                "the certificate's file".to_owned(),
+            ));
+        }
+        if let Some(link) = &cert.link_name {
+            claims.push((
+                link.clone(),
+                at(&cert.json_path, "customSymbolicLinkName"),
+                "a custom link".to_owned(),
+            ));
+        }
+        let outputs = [
+            ("cert", &cert.outputs.cert),
+            ("chain", &cert.outputs.chain),
+            ("fullchain", &cert.outputs.fullchain),
+            ("privkey", &cert.outputs.privkey),
+        ];
+        for (key, name) in outputs {
+            if let Some(name) = name {
+                claims.push((
+                    name.clone(),
+                    at(&at(&at(&cert.json_path, "akvSync"), "outputs"), key),
+                    format!("the `{key}` output"),
+                ));
+            }
+        }
+        for (name, path, what) in claims {
+            let key = (cert.store.clone(), name.clone());
+            if let Some((other_path, other_what)) = claimed.get(&key) {
+                cx.err(
+                    ErrorKind::Conflict,
+                    &path,
+                    format!(
+                        "`{name}` in {} is {what} here and also {other_what} of `{other_path}`; expected each file and link of a store folder to belong to one certificate: give one of them another name or another `certificateStoreLocation`",
+                        cert.store.display()
+                    ),
+                );
+            } else {
+                claimed.insert(key, (path, what));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

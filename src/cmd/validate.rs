@@ -1,10 +1,740 @@
-//! `akv-sync validate`.
+//! `akv-sync validate`: check a settings file and print the plan, or every error.
+//!
+//! The settings crate is pure (text in, model out); this command adds what only the host can
+//! answer: whether each ACL user and group exists here. Exit codes: 0 when the settings are
+//! usable (warnings may be printed), 2 when any error was found, 1 when something else failed
+//! (e.g. stdout closed).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use akv_sync_config::{
+    AclGrant, ErrorKind, Hook, HookSpec, Identity, ObservedCertificate, Parsed, Principal, Schema,
+    Settings, Warning, Wrapper, parse,
+};
+use serde::Serialize;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+/// Exit code when the settings have errors.
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The settings file: bare settings JSON, an ARM extension resource or template, or a VM-agent
+    /// `config/<seq>.settings` handler file.
+    #[arg(long, value_name = "FILE")]
+    pub settings: PathBuf,
+    /// Print the plan (or the errors) as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not check this host (that ACL users and groups exist): for validating settings on a
+    /// machine other than the one they are meant for.
+    #[arg(long)]
+    pub no_host_checks: bool,
+}
+
+/// One error as printed: where, which kind, and the whole message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub path: String,
+    /// The `ErrorKind` variant name (`CertificatesPath`, …), or `Unreadable` / `NotText` for
+    /// a file that could not be read as text.
+    pub kind: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(kind: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+
+    fn from_kind(kind: ErrorKind, path: impl Into<String>, message: impl Into<String>) -> Self {
+        // The variant name is the stable, documented name of each kind.
+        Problem::new(format!("{kind:?}"), path, message)
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (report, code) = validate_file(&args.settings, !args.no_host_checks);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else if report.ok {
+        write_plan(&mut out, &report)?;
+    } else {
+        let mut err = std::io::stderr().lock();
+        write_errors(&mut err, &report)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::from(code))
+}
+
+/// Read, parse and check `path`; the report and the exit code (0 or 2).
+pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
+    let mut report = Report::new(path);
+    let text = match read_text(path, &mut report.warnings) {
+        Ok(t) => t,
+        Err(p) => {
+            report.errors.push(p);
+            return (report, EXIT_INVALID);
+        }
+    };
+    let parsed = match parse(&text) {
+        Ok(p) => p,
+        Err(errors) => {
+            report.errors = errors
+                .into_iter()
+                .map(|e| Problem::from_kind(e.kind, e.path, e.message))
+                .collect();
+            return (report, EXIT_INVALID);
+        }
+    };
+    let Parsed { settings, warnings } = parsed;
+    report
+        .warnings
+        .extend(warnings.into_iter().map(WarningOut::from));
+    if host_checks {
+        report.errors = check_principals(&settings);
+    }
+    report.fill(&settings);
+    report.ok = report.errors.is_empty();
+    let code = if report.ok { 0 } else { EXIT_INVALID };
+    (report, code)
+}
+
+fn read_text(path: &Path, warnings: &mut Vec<WarningOut>) -> Result<String, Problem> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Problem::new(
+            "Unreadable",
+            "$",
+            format!("cannot read the settings file {}: {e}", path.display()),
+        )
+    })?;
+    let utf16 = |units: Vec<u16>, warnings: &mut Vec<WarningOut>| {
+        warnings.push(WarningOut {
+            path: "$".into(),
+            message: "the file is UTF-16 (as PowerShell 5's Out-File writes it); it was read anyway, but the extension expects UTF-8: save it with -Encoding utf8".into(),
+        });
+        String::from_utf16(&units).map_err(|_| {
+            Problem::new(
+                "NotText",
+                "$",
+                format!("{} is not valid UTF-16 text", path.display()),
+            )
+        })
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(
+            rest.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+            warnings,
+        ),
+        [0xFE, 0xFF, rest @ ..] => utf16(
+            rest.chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect(),
+            warnings,
+        ),
+        _ => String::from_utf8(bytes).map_err(|e| {
+            Problem::new(
+                "NotText",
+                "$",
+                format!(
+                    "{} is not UTF-8 text (invalid byte at offset {}); expected a UTF-8 JSON file",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        }),
+    }
+}
+
+/// Each named ACL user and group must exist on this host; numeric ids are taken as they are.
+/// A missing one is an error of that certificate (its JSON path says which).
+fn check_principals(settings: &Settings) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if !settings.acl_enabled {
+        return problems;
+    }
+    for cert in &settings.certificates {
+        for (i, grant) in cert.acls.iter().enumerate() {
+            let entry = format!("{}.acls[{i}]", cert.json_path);
+            if let Some(Principal::Name(name)) = &grant.user {
+                match nix::unistd::User::from_name(name) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push(missing(&entry, "user", name, cert)),
+                    Err(e) => problems.push(lookup_failed(&entry, "user", name, e)),
+                }
+            }
+            if let Some(Principal::Name(name)) = &grant.group {
+                match nix::unistd::Group::from_name(name) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push(missing(&entry, "group", name, cert)),
+                    Err(e) => problems.push(lookup_failed(&entry, "group", name, e)),
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn missing(entry: &str, what: &str, name: &str, cert: &ObservedCertificate) -> Problem {
+    let create = if what == "user" {
+        "useradd"
+    } else {
+        "groupadd"
+    };
+    Problem::from_kind(
+        ErrorKind::UnknownPrincipal,
+        format!("{entry}.{what}"),
+        format!(
+            "found the {what} \"{name}\", which does not exist on this host; expected an existing {what} name or a numeric id. The certificate `{}` ({}) would fail; the others are not affected. Create it ({create} {name}), fix the name, or use --no-host-checks when validating for another machine",
+            cert.json_path,
+            cert.url.stem()
+        ),
+    )
+}
+
+fn lookup_failed(entry: &str, what: &str, name: &str, e: nix::Error) -> Problem {
+    Problem::from_kind(
+        ErrorKind::UnknownPrincipal,
+        format!("{entry}.{what}"),
+        format!("could not look up the {what} \"{name}\" on this host: {e}"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report (its JSON field names are part of the interface: keep them stable)
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub ok: bool,
+    pub file: String,
+    /// `bare`, `armResource`, `handlerSettings`; null when the settings could not be parsed.
+    pub wrapper: Option<&'static str>,
+    /// `3.x` or `1.x/2.x`; null when the settings could not be parsed.
+    pub schema: Option<&'static str>,
+    pub identity: Option<IdentityOut>,
+    pub polling_interval_in_s: Option<u64>,
+    pub require_initial_sync: Option<bool>,
+    pub acl_enabled: Option<bool>,
+    pub logging: Option<LoggingOut>,
+    pub agent: Option<AgentOut>,
+    pub certificates: Vec<CertificateOut>,
+    pub warnings: Vec<WarningOut>,
+    pub errors: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityOut {
+    /// `systemAssigned`, `userAssigned`, `arc`
+    pub kind: &'static str,
+    pub endpoint: String,
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggingOut {
+    pub logger: String,
+    pub host: String,
+    pub port: u16,
+    pub format: String,
+    pub servicename: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentOut {
+    pub on_change: Option<HookOut>,
+    pub metrics_address: Option<String>,
+    pub expiry_warning_days: u32,
+    pub prune_keep_versions: Option<usize>,
+    pub max_concurrency_per_vault: usize,
+    pub polling_jitter: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookOut {
+    pub command: Option<Vec<String>>,
+    pub reload_unit: Option<String>,
+    pub timeout_in_s: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateOut {
+    /// JSON path of the entry in the file.
+    pub path: String,
+    pub vault: String,
+    pub certificate: String,
+    /// The pinned version, or null for "latest".
+    pub version: Option<String>,
+    pub cloud: &'static str,
+    pub secret_url: String,
+    pub store: String,
+    /// `<store>/<vault>.<name>`, then the custom link if any.
+    pub links: Vec<String>,
+    /// The ACL grants, or null when ACLs are disabled.
+    pub acl: Option<Vec<AclOut>>,
+    pub outputs: OutputsOut,
+    pub on_change: Option<HookOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AclOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<PrincipalOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<PrincipalOut>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum PrincipalOut {
+    Name(String),
+    Id(u32),
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct OutputsOut {
+    pub cert: Option<String>,
+    pub chain: Option<String>,
+    pub fullchain: Option<String>,
+    pub privkey: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WarningOut {
+    pub path: String,
+    pub message: String,
+}
+
+impl From<Warning> for WarningOut {
+    fn from(w: Warning) -> Self {
+        WarningOut {
+            path: w.path,
+            message: w.message,
+        }
+    }
+}
+
+fn wrapper_name(w: Wrapper) -> &'static str {
+    match w {
+        Wrapper::Bare => "bare",
+        Wrapper::ArmResource => "armResource",
+        Wrapper::HandlerSettings => "handlerSettings",
+    }
+}
+
+fn schema_name(s: Schema) -> &'static str {
+    match s {
+        Schema::V2 => "1.x/2.x",
+        Schema::V3 => "3.x",
+    }
+}
+
+fn principal_out(p: &Principal) -> PrincipalOut {
+    match p {
+        Principal::Name(n) => PrincipalOut::Name(n.clone()),
+        Principal::Id(i) => PrincipalOut::Id(*i),
+    }
+}
+
+fn hook_out(h: &HookSpec) -> HookOut {
+    let (command, reload_unit) = match &h.hook {
+        Hook::Command(argv) => (Some(argv.clone()), None),
+        Hook::ReloadUnit(u) => (None, Some(u.clone())),
+    };
+    HookOut {
+        command,
+        reload_unit,
+        timeout_in_s: h.timeout.as_secs(),
+    }
+}
+
+fn certificate_out(c: &ObservedCertificate, acl_enabled: bool) -> CertificateOut {
+    let mut links = vec![c.store.join(c.url.stem()).display().to_string()];
+    links.extend(
+        c.link_name
+            .iter()
+            .map(|l| c.store.join(l).display().to_string()),
+    );
+    let acl = acl_enabled.then(|| {
+        c.acls
+            .iter()
+            .map(|AclGrant { user, group }| AclOut {
+                user: user.as_ref().map(principal_out),
+                group: group.as_ref().map(principal_out),
+            })
+            .collect()
+    });
+    CertificateOut {
+        path: c.json_path.clone(),
+        vault: c.url.vault.clone(),
+        certificate: c.url.name.clone(),
+        version: c.url.version.clone(),
+        cloud: c.url.cloud.suffix(),
+        secret_url: c.url.secret_url(),
+        store: c.store.display().to_string(),
+        links,
+        acl,
+        outputs: OutputsOut {
+            cert: c.outputs.cert.clone(),
+            chain: c.outputs.chain.clone(),
+            fullchain: c.outputs.fullchain.clone(),
+            privkey: c.outputs.privkey.clone(),
+        },
+        on_change: c.hook.as_ref().map(hook_out),
+    }
+}
+
+impl Report {
+    fn new(path: &Path) -> Self {
+        Report {
+            ok: false,
+            file: path.display().to_string(),
+            wrapper: None,
+            schema: None,
+            identity: None,
+            polling_interval_in_s: None,
+            require_initial_sync: None,
+            acl_enabled: None,
+            logging: None,
+            agent: None,
+            certificates: Vec::new(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn fill(&mut self, s: &Settings) {
+        self.wrapper = Some(wrapper_name(s.wrapper));
+        self.schema = Some(schema_name(s.schema));
+        self.identity = Some(match &s.identity {
+            Identity::SystemAssigned { endpoint } => IdentityOut {
+                kind: "systemAssigned",
+                endpoint: endpoint.clone(),
+                client_id: None,
+            },
+            Identity::UserAssigned {
+                endpoint,
+                client_id,
+            } => IdentityOut {
+                kind: "userAssigned",
+                endpoint: endpoint.clone(),
+                client_id: Some(client_id.clone()),
+            },
+            Identity::Arc { endpoint } => IdentityOut {
+                kind: "arc",
+                endpoint: endpoint.clone(),
+                client_id: None,
+            },
+        });
+        self.polling_interval_in_s = Some(s.polling_interval.as_secs());
+        self.require_initial_sync = Some(s.require_initial_sync);
+        self.acl_enabled = Some(s.acl_enabled);
+        self.logging = s.logging.as_ref().map(|l| LoggingOut {
+            logger: l.logger.clone(),
+            host: l.host.clone(),
+            port: l.port,
+            format: l.format.clone(),
+            servicename: l.service_name.clone(),
+        });
+        let a = &s.agent;
+        self.agent = Some(AgentOut {
+            on_change: a.hook.as_ref().map(hook_out),
+            metrics_address: a.metrics_address.map(|m| m.to_string()),
+            expiry_warning_days: a.expiry_warning_days,
+            prune_keep_versions: a.prune_keep,
+            max_concurrency_per_vault: a.max_concurrency_per_vault,
+            polling_jitter: a.jitter,
+        });
+        self.certificates = s
+            .certificates
+            .iter()
+            .map(|c| certificate_out(c, s.acl_enabled))
+            .collect();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text output
+
+fn describe_wrapper(w: &str) -> &'static str {
+    match w {
+        "bare" => "bare settings",
+        "armResource" => "ARM extension resource",
+        _ => "VM-agent handler settings",
+    }
+}
+
+fn hook_text(h: &HookOut) -> String {
+    match (&h.command, &h.reload_unit) {
+        (Some(argv), _) => format!("run {:?} (timeout {} s)", argv, h.timeout_in_s),
+        (_, Some(unit)) => format!("reload {unit} (timeout {} s)", h.timeout_in_s),
+        _ => String::new(),
+    }
+}
+
+fn principal_text(p: &PrincipalOut) -> String {
+    match p {
+        PrincipalOut::Name(n) => n.clone(),
+        PrincipalOut::Id(i) => i.to_string(),
+    }
+}
+
+/// One line per certificate: vault, certificate, version, store, links, ACL grants.
+pub fn certificate_line(c: &CertificateOut) -> String {
+    let mut line = format!(
+        "vault={} certificate={} version={} store={}",
+        c.vault,
+        c.certificate,
+        c.version.as_deref().unwrap_or("latest"),
+        c.store
+    );
+    for link in &c.links {
+        line.push_str(&format!(" link={link}"));
+    }
+    let acl = match &c.acl {
+        None => "disabled".to_owned(),
+        Some(grants) if grants.is_empty() => "none".to_owned(),
+        Some(grants) => grants
+            .iter()
+            .map(|g| {
+                let mut parts = Vec::new();
+                parts.extend(
+                    g.user
+                        .as_ref()
+                        .map(|u| format!("user:{}", principal_text(u))),
+                );
+                parts.extend(
+                    g.group
+                        .as_ref()
+                        .map(|u| format!("group:{}", principal_text(u))),
+                );
+                parts.join("+")
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    line.push_str(&format!(" acl={acl}"));
+    let outputs: Vec<String> = [
+        ("cert", &c.outputs.cert),
+        ("chain", &c.outputs.chain),
+        ("fullchain", &c.outputs.fullchain),
+        ("privkey", &c.outputs.privkey),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
+    .collect();
+    if !outputs.is_empty() {
+        line.push_str(&format!(" outputs={}", outputs.join(",")));
+    }
+    if let Some(h) = &c.on_change {
+        line.push_str(&format!(" on-change=\"{}\"", hook_text(h)));
+    }
+    line
+}
+
+fn write_plan(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    let wrapper = r.wrapper.unwrap_or("?");
+    writeln!(out, "settings: {}", r.file)?;
+    writeln!(
+        out,
+        "found: {} ({wrapper}), schema {}",
+        describe_wrapper(wrapper),
+        r.schema.unwrap_or("?")
+    )?;
+    if let Some(id) = &r.identity {
+        match &id.client_id {
+            Some(client) => writeln!(
+                out,
+                "identity: {} (client id {client}) via {}",
+                id.kind, id.endpoint
+            )?,
+            None => writeln!(out, "identity: {} via {}", id.kind, id.endpoint)?,
+        }
+    }
+    writeln!(
+        out,
+        "polling: every {} s; requireInitialSync: {}; aclEnabled: {}",
+        r.polling_interval_in_s.unwrap_or_default(),
+        r.require_initial_sync.unwrap_or_default(),
+        r.acl_enabled.unwrap_or_default()
+    )?;
+    if let Some(l) = &r.logging {
+        writeln!(
+            out,
+            "logging: {} {} to {}:{} (tag {})",
+            l.logger, l.format, l.host, l.port, l.servicename
+        )?;
+    }
+    if let Some(a) = &r.agent {
+        let mut parts = vec![
+            format!("expiry warning {} days", a.expiry_warning_days),
+            format!("at most {} requests per vault", a.max_concurrency_per_vault),
+            format!("jitter {}", a.polling_jitter),
+        ];
+        if let Some(k) = a.prune_keep_versions {
+            parts.push(format!("keep {k} versions"));
+        }
+        if let Some(m) = &a.metrics_address {
+            parts.push(format!("metrics on {m}"));
+        }
+        if let Some(h) = &a.on_change {
+            parts.push(format!("on change: {}", hook_text(h)));
+        }
+        writeln!(out, "akv-sync: {}", parts.join("; "))?;
+    }
+    writeln!(out, "certificates ({}):", r.certificates.len())?;
+    for c in &r.certificates {
+        writeln!(out, "  {}", certificate_line(c))?;
+    }
+    if !r.warnings.is_empty() {
+        writeln!(out, "warnings ({}):", r.warnings.len())?;
+        for w in &r.warnings {
+            writeln!(out, "  {}: {}", w.path, w.message)?;
+        }
+    }
+    writeln!(out, "ok: the settings are valid")
+}
+
+fn write_errors(err: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    if let (Some(w), Some(s)) = (r.wrapper, r.schema) {
+        writeln!(err, "found: {} ({w}), schema {s}", describe_wrapper(w))?;
+    }
+    writeln!(
+        err,
+        "{}: {} error{} in the settings:",
+        r.file,
+        r.errors.len(),
+        if r.errors.len() == 1 { "" } else { "s" }
+    )?;
+    for e in &r.errors {
+        writeln!(err, "  {}: {} [{}]", e.path, e.message, e.kind)?;
+    }
+    for w in &r.warnings {
+        writeln!(err, "  warning: {}: {}", w.path, w.message)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        f
+    }
+
+    fn settings_with_acls(acls: &str) -> String {
+        format!(
+            r#"{{"secretsManagementSettings": {{"aclEnabled": true, "observedCertificates": [
+                {{"url": "https://v.vault.azure.net/secrets/a", "acls": [{{"user": "root", "group": "root"}}, {{"user": 0}}]}},
+                {{"url": "https://v.vault.azure.net/secrets/b", "acls": {acls}}}]}}}}"#
+        )
+    }
+
+    fn unused_name() -> String {
+        let name = format!("akvsync-none-{}", std::process::id());
+        assert!(nix::unistd::User::from_name(&name).unwrap().is_none());
+        assert!(nix::unistd::Group::from_name(&name).unwrap().is_none());
+        name
+    }
+
+    #[test]
+    fn existing_principals_and_numeric_ids_pass_the_host_check() {
+        let f = file(settings_with_acls(r#"[{"group": "1234567"}]"#).as_bytes());
+        let (report, code) = validate_file(f.path(), true);
+        assert_eq!(code, 0, "{:?}", report.errors);
+    }
+
+    #[test]
+    fn a_missing_user_or_group_is_an_error_of_that_certificate() {
+        let name = unused_name();
+        let f = file(
+            settings_with_acls(&format!(r#"[{{"user": "{name}", "group": "{name}"}}]"#)).as_bytes(),
+        );
+        let (report, code) = validate_file(f.path(), true);
+        assert_eq!(code, EXIT_INVALID);
+        let got: Vec<(&str, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.kind.as_str(), e.path.as_str()))
+            .collect();
+        let p = "secretsManagementSettings.observedCertificates[1].acls[0]";
+        assert_eq!(
+            got,
+            [
+                ("UnknownPrincipal", format!("{p}.user").as_str()),
+                ("UnknownPrincipal", format!("{p}.group").as_str())
+            ]
+        );
+        // The plan is still filled in, so that the JSON output shows what would work.
+        assert_eq!(report.certificates.len(), 2);
+        let (_, code) = validate_file(f.path(), false);
+        assert_eq!(code, 0, "--no-host-checks skips the lookup");
+    }
+
+    #[test]
+    fn principals_are_not_looked_up_when_acls_are_disabled() {
+        let name = unused_name();
+        let text = settings_with_acls(&format!(r#"[{{"user": "{name}"}}]"#))
+            .replace("\"aclEnabled\": true", "\"aclEnabled\": false");
+        let (report, code) = validate_file(file(text.as_bytes()).path(), true);
+        assert_eq!(code, 0, "{:?}", report.errors);
+        assert!(report.certificates.iter().all(|c| c.acl.is_none()));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named() {
+        let (report, code) = validate_file(Path::new("/nonexistent/akv-sync/settings.json"), true);
+        assert_eq!(code, EXIT_INVALID);
+        assert_eq!(report.errors[0].kind, "Unreadable");
+        assert!(
+            report.errors[0]
+                .message
+                .contains("/nonexistent/akv-sync/settings.json")
+        );
+    }
+
+    #[test]
+    fn utf16_files_from_powershell_are_read_with_a_warning() {
+        let text = r#"{"secretsManagementSettings": {"observedCertificates": ["https://v.vault.azure.net/secrets/a"]}}"#;
+        let mut bytes = vec![0xFF, 0xFE];
+        bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let (report, code) = validate_file(file(&bytes).path(), true);
+        assert_eq!(code, 0, "{:?}", report.errors);
+        assert_eq!(report.warnings.len(), 1);
+        let (report, code) = validate_file(file(&[0x7B, 0xC3, 0x28]).path(), true);
+        assert_eq!(
+            (code, report.errors[0].kind.as_str()),
+            (EXIT_INVALID, "NotText")
+        );
+    }
+
+    #[test]
+    fn the_plan_line_names_vault_certificate_version_store_links_and_acls() {
+        let text = r#"{"secretsManagementSettings": {"aclEnabled": true, "observedCertificates": [
+            {"url": "https://myvault.vault.azure.net/secrets/c1/0123456789abcdef0123456789abcdef", "certificateStoreLocation": "/srv/s",
+             "customSymbolicLinkName": "app", "acls": [{"user": "root", "group": 0}]}]}}"#;
+        let (report, code) = validate_file(file(text.as_bytes()).path(), true);
+        assert_eq!(code, 0);
+        assert_eq!(
+            certificate_line(&report.certificates[0]),
+            "vault=myvault certificate=c1 version=0123456789abcdef0123456789abcdef store=/srv/s link=/srv/s/myvault.c1 link=/srv/s/app acl=user:root+group:0"
+        );
+    }
 }
