@@ -20,6 +20,10 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold.
     Convert(cmd::convert::Args),
+    /// Show what is installed for each observed certificate: version, expiry, links.
+    Status(cmd::status::Args),
+    /// VM-agent handler commands (install, enable, disable, uninstall, update).
+    Handler(cmd::handler::Args),
     /// Run a local Key Vault + IMDS + Arc emulator (for tests and the demo).
     Emulator(cmd::emulator::Args),
 }
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::Handler(args) => cmd::handler::run(args),
         Command::Emulator(args) => cmd::emulator::run(args),
     };
     match result {

@@ -63,9 +63,10 @@ struct EnvEntry {
 /// Read `HandlerEnvironment.json` from `dir`.
 pub fn read_environment(dir: &Path) -> anyhow::Result<HandlerEnvironment> {
     let path = dir.join("HandlerEnvironment.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let entries: Vec<EnvEntry> =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a HandlerEnvironment array", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let entries: Vec<EnvEntry> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a HandlerEnvironment array", path.display()))?;
     entries
         .into_iter()
         .next()
@@ -75,7 +76,10 @@ pub fn read_environment(dir: &Path) -> anyhow::Result<HandlerEnvironment> {
 
 /// `ConfigSequenceNumber`, else the highest `<n>.settings` in the config folder.
 pub fn sequence_number(config: &Path) -> anyhow::Result<u64> {
-    if let Some(n) = std::env::var("ConfigSequenceNumber").ok().and_then(|v| v.trim().parse().ok()) {
+    if let Some(n) = std::env::var("ConfigSequenceNumber")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
         return Ok(n);
     }
     std::fs::read_dir(config)
@@ -97,7 +101,11 @@ fn pid_file(env: &HandlerEnvironment) -> PathBuf {
 
 /// The pid of our running agent, if the pid file names a live akv-sync process.
 fn running_agent(env: &HandlerEnvironment) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file(env)).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(pid_file(env))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     // Guard against a reused pid: the process must be akv-sync running `run`.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -128,11 +136,22 @@ fn stop_agent(env: &HandlerEnvironment) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn report(env: &HandlerEnvironment, seq: u64, operation: &str, state: State, message: String) -> anyhow::Result<()> {
+fn report(
+    env: &HandlerEnvironment,
+    seq: u64,
+    operation: &str,
+    state: State,
+    message: String,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&env.status_folder)?;
     VmAgentStatus::new(&env.status_folder, seq, operation)
         .write(&Status { state, message })
-        .with_context(|| format!("cannot write the status file in {}", env.status_folder.display()))
+        .with_context(|| {
+            format!(
+                "cannot write the status file in {}",
+                env.status_folder.display()
+            )
+        })
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -147,7 +166,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Op::Disable => {
             let stopped = stop_agent(&env)?;
             if let Ok(seq) = sequence_number(&env.config_folder) {
-                let msg = if stopped { "disabled: the agent stopped" } else { "disabled: the agent was not running" };
+                let msg = if stopped {
+                    "disabled: the agent stopped"
+                } else {
+                    "disabled: the agent was not running"
+                };
                 report(&env, seq, "Disable", State::Success, msg.into())?;
             }
             Ok(ExitCode::SUCCESS)
@@ -160,7 +183,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     seq,
                     "Uninstall",
                     State::Success,
-                    "uninstalled: the agent stopped; installed certificates were left in place".into(),
+                    "uninstalled: the agent stopped; installed certificates were left in place"
+                        .into(),
                 )?;
             }
             Ok(ExitCode::SUCCESS)
@@ -175,14 +199,24 @@ fn enable(env: &HandlerEnvironment) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read {}", settings_path.display()))?;
     if let Err(errors) = akv_sync_config::parse(&text) {
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        let message = format!("invalid settings in {}: {}", settings_path.display(), list.join("; "));
+        let message = format!(
+            "invalid settings in {}: {}",
+            settings_path.display(),
+            list.join("; ")
+        );
         eprintln!("akv-sync: {message}");
         report(env, seq, "Enable", State::Error, message)?;
         return Ok(ExitCode::from(1));
     }
     // A new sequence replaces the running agent.
     stop_agent(env)?;
-    report(env, seq, "Enable", State::Transitioning, "starting the agent".into())?;
+    report(
+        env,
+        seq,
+        "Enable",
+        State::Transitioning,
+        "starting the agent".into(),
+    )?;
     std::fs::create_dir_all(&env.log_folder).ok();
     let exe = std::env::current_exe().context("cannot find the akv-sync binary")?;
     let mut cmd = Command::new(exe);
@@ -202,10 +236,17 @@ fn enable(env: &HandlerEnvironment) -> anyhow::Result<ExitCode> {
     // SAFETY: setsid is async-signal-safe and the closure touches no other state.
     unsafe {
         use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
     let child = cmd.spawn().context("cannot start the agent")?;
     std::fs::write(pid_file(env), child.id().to_string())?;
-    println!("akv-sync: agent started (pid {}) for settings sequence {seq}", child.id());
+    println!(
+        "akv-sync: agent started (pid {}) for settings sequence {seq}",
+        child.id()
+    );
     Ok(ExitCode::SUCCESS)
 }

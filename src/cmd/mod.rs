@@ -2,4 +2,7 @@
 
 pub mod convert;
 pub mod emulator;
+pub mod handler;
+pub mod load;
+pub mod status;
 pub mod validate;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use akv_sync_actors::{CheckOutcome, InstallReport, NoObserver, run_once};
 
-use crate::cmd::common::{load_settings, log_parsed, ports};
+use crate::cmd::common::ports;
+use crate::cmd::load::{load_settings, log_parsed};
 use crate::logging::{self, LogArgs};
 use crate::status::LogStatus;
 

@@ -8,7 +8,8 @@ use akv_sync_actors::{Agent, NoObserver, StatusSink};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use crate::cmd::common::{load_settings, log_parsed, ports};
+use crate::cmd::common::ports;
+use crate::cmd::load::{load_settings, log_parsed};
 use crate::logging::{self, LogArgs};
 use crate::status::{Fanout, LogStatus, Systemd, VmAgentStatus};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::cmd::common::load_settings;
+use crate::cmd::load::load_settings;
 use crate::pemfile::leaf_not_after;
 
 #[derive(Debug, clap::Args)]
@@ -35,11 +35,16 @@ pub struct Row {
 }
 
 fn link_target(link: &Path) -> Option<String> {
-    std::fs::read_link(link).ok().map(|t| t.display().to_string())
+    std::fs::read_link(link)
+        .ok()
+        .map(|t| t.display().to_string())
 }
 
 pub fn rows(settings: &akv_sync_config::Settings) -> Vec<Row> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
     settings
         .certificates
         .iter()
@@ -61,7 +66,10 @@ pub fn rows(settings: &akv_sync_config::Settings) -> Vec<Row> {
                 version,
                 file,
                 not_after: not_after.map(|t| {
-                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+                    humantime::format_rfc3339_seconds(
+                        UNIX_EPOCH + Duration::from_secs(t.max(0) as u64),
+                    )
+                    .to_string()
                 }),
                 days_left: not_after.map(|t| (t - now).div_euclid(86_400)),
                 custom_link_target: custom_link.as_deref().and_then(link_target),
@@ -91,17 +99,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         r.certificate,
                         r.days_left.unwrap_or_default(),
                         r.link.display(),
-                        r.link.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                        r.link
+                            .file_name()
+                            .map(|n| n.to_string_lossy())
+                            .unwrap_or_default()
                     );
                     if let (Some(l), Some(t)) = (&r.custom_link, &r.custom_link_target) {
                         line.push_str(&format!("  {} -> {t}", l.display()));
                     }
                     println!("{line}");
                 }
-                _ => println!("{}  not installed  ({} missing or unreadable)", r.certificate, r.link.display()),
+                _ => println!(
+                    "{}  not installed  ({} missing or unreadable)",
+                    r.certificate,
+                    r.link.display()
+                ),
             }
         }
     }
     let missing = rows.iter().filter(|r| !r.installed).count();
-    Ok(if missing == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if missing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
