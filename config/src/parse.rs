@@ -96,7 +96,19 @@ impl Cx {
 
     /// Warn about each key of `obj` that is not in `known`, suggesting the closest known key.
     fn unknown_keys(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
-        for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        self.unknown_keys_except(obj, path, known, &[]);
+    }
+
+    /// [`Cx::unknown_keys`], leaving alone the keys in `reported` (already dealt with).
+    fn unknown_keys_except(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        known: &[&str],
+        reported: &[&str],
+    ) {
+        let unknown = |k: &&String| !known.contains(&k.as_str()) && !reported.contains(&k.as_str());
+        for key in obj.keys().filter(unknown) {
             let message = match closest(key, known) {
                 Some(k) => format!("unknown key `{key}` is ignored; did you mean `{k}`?"),
                 None => format!(
@@ -667,17 +679,17 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
             _ => {}
         }
     }
-    let unknown: Map<String, Value> = obj
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "authenticationSettings" | "loggingSettings" | "akvSyncSettings"
-            )
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    cx.unknown_keys(&unknown, path, SECRETS_KEYS);
+    // The misplaced top-level sections were reported above; the rest are unknown keys.
+    cx.unknown_keys_except(
+        obj,
+        path,
+        SECRETS_KEYS,
+        &[
+            "authenticationSettings",
+            "loggingSettings",
+            "akvSyncSettings",
+        ],
+    );
 
     let polling_interval = match obj.get("pollingIntervalInS") {
         None => Some(DEFAULT_POLLING_INTERVAL),
@@ -778,7 +790,7 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
                 }
                 (Schema::V3, other) => {
                     let hint = if other.is_string() {
-                        " (1.x/2.x schema). Do not mix the two: write {\"url\": \"…\"} for every entry"
+                        ". A bare URL string is the 1.x/2.x form: do not mix the two schemas, write {\"url\": \"…\"} for every entry"
                     } else {
                         ""
                     };
@@ -949,7 +961,7 @@ fn v3_certificate(
     };
     let link_name = match obj.get("customSymbolicLinkName") {
         None => Some(None),
-        Some(v) => file_name(v, &at(path, "customSymbolicLinkName"), "link name", cx).map(Some),
+        Some(v) => file_name(v, &at(path, "customSymbolicLinkName"), "a link name", cx).map(Some),
     };
     let acls = match obj.get("acls") {
         None => Some(Vec::new()),
@@ -1005,7 +1017,7 @@ fn file_name(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<String> {
         cx.err(
             ErrorKind::UnsafeName,
             path,
-            format!("found {}, which cannot be a {what} inside the store folder: {why}; expected a plain file name such as \"app1Cert1\" (to place the file elsewhere, set `certificateStoreLocation`)", quote(s)),
+            format!("found {}, which cannot be used as {what} inside the store folder: {why}; expected a plain file name such as \"app1Cert1\" (to place the file elsewhere, set `certificateStoreLocation`)", quote(s)),
         );
         return None;
     }
@@ -1069,7 +1081,9 @@ fn acls(v: &Value, path: &str, cx: &mut Cx) -> Option<Vec<AclGrant>> {
 }
 
 fn principal(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<Principal> {
-    let expected = format!("expected a {what} name such as \"app1\" or a numeric id such as 1001");
+    let example = if what == "user" { "app1" } else { "appGroup1" };
+    let expected =
+        format!("expected a {what} name such as \"{example}\" or a numeric id such as 1001");
     match v {
         Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
             Some(id) => Some(Principal::Id(id)),
@@ -1598,7 +1612,7 @@ fn certificate_extension(
             ),
             Some(m) => {
                 cx.unknown_keys(m, &op, OUTPUT_KEYS);
-                let get = |key: &str, cx: &mut Cx| m.get(key).and_then(|v| file_name(v, &at(&op, key), "output file name", cx));
+                let get = |key: &str, cx: &mut Cx| m.get(key).and_then(|v| file_name(v, &at(&op, key), "an output file name", cx));
                 outputs.cert = get("cert", cx);
                 outputs.chain = get("chain", cx);
                 outputs.fullchain = get("fullchain", cx);
