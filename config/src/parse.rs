@@ -166,6 +166,40 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
     }
 }
 
+/// Which wrapper and schema a text uses, as far as can be told even when [`parse`] fails:
+/// for reporting next to the errors. `None` where it cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Detected {
+    pub wrapper: Option<Wrapper>,
+    pub schema: Option<Schema>,
+}
+
+/// Tell the wrapper and schema of `text` without validating it.
+pub fn detect(text: &str) -> Detected {
+    let Ok(doc) = serde_json::from_str::<Value>(&relax(text).text) else {
+        return Detected::default();
+    };
+    let Value::Object(top) = &doc else {
+        return Detected::default();
+    };
+    let Some(located) = locate(&doc, top, ROOT_PATH, &mut Cx::default()) else {
+        return Detected::default();
+    };
+    let schema = located
+        .value
+        .get("secretsManagementSettings")
+        .and_then(|s| s.get("observedCertificates"))
+        .and_then(Value::as_array)
+        .map(|list| match list.iter().find(|v| !v.is_null()) {
+            Some(Value::String(_)) => Schema::V2,
+            _ => Schema::V3,
+        });
+    Detected {
+        wrapper: Some(located.wrapper),
+        schema,
+    }
+}
+
 fn syntax_error(text: &str, e: &serde_json::Error, cx: &mut Cx) {
     let trimmed = text.trim();
     if trimmed.is_empty() {

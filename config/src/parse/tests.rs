@@ -822,3 +822,20 @@ fn placeholders_from_the_documentation_are_named() {
         )
     );
 }
+
+#[test]
+fn detect_tells_wrapper_and_schema_even_when_parsing_fails() {
+    let arm = format!(
+        r#"{{"type": "Microsoft.Compute/virtualMachines/extensions", "properties": {{"settings": {}}}}}"#,
+        v3(r#"["http://v.vault.azure.net/secrets/a"]"#, "")
+    );
+    assert!(parse(&arm).is_err());
+    assert_eq!(
+        detect(&arm),
+        Detected {
+            wrapper: Some(Wrapper::ArmResource),
+            schema: Some(Schema::V2)
+        }
+    );
+    assert_eq!(detect("not json"), Detected::default());
+}
