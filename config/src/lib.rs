@@ -8,6 +8,7 @@
 //!
 //! Pure: text in, model or errors out. No I/O, no logging (warnings are returned).
 
+mod dupes;
 mod model;
 mod names;
 mod parse;

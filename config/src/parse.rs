@@ -142,7 +142,15 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
     let mut cx = Cx::default();
     let relaxed = relax(text);
     let settings = match serde_json::from_str::<Value>(&relaxed.text) {
-        Ok(doc) => document(&doc, &relaxed, &mut cx),
+        Ok(doc) => {
+            for path in crate::dupes::duplicate_keys(&relaxed.text) {
+                cx.warn(
+                    &path,
+                    "this key appears more than once in its object; only the last one is used (as by most JSON parsers): merge them",
+                );
+            }
+            document(&doc, &relaxed, &mut cx)
+        }
         Err(e) => {
             syntax_error(&relaxed.text, &e, &mut cx);
             None

@@ -839,3 +839,18 @@ fn detect_tells_wrapper_and_schema_even_when_parsing_fails() {
     );
     assert_eq!(detect("not json"), Detected::default());
 }
+
+#[test]
+fn a_repeated_key_warns_that_only_the_last_counts() {
+    let text = format!(
+        r#"{{"{SMS}": {{"observedCertificates": [{{"url": "{URL1}"}}], "observedCertificates": [], "aclEnabled": false}}}}"#
+    );
+    let p = ok(&text);
+    assert_eq!(
+        warning_paths(&p),
+        [
+            "secretsManagementSettings.observedCertificates",
+            "secretsManagementSettings.observedCertificates"
+        ]
+    );
+}
