@@ -657,10 +657,6 @@ fn settings_object(
     let logging = logging(obj.get("loggingSettings"), &at(path, "loggingSettings"), cx);
     let agent = agent(obj.get("akvSyncSettings"), &at(path, "akvSyncSettings"), cx);
     let secrets = secrets?;
-    if cx.error_count() > 0 {
-        return None;
-    }
-    conflicts(&secrets.certificates, cx);
     Some(Settings {
         wrapper,
         schema: secrets.schema,
@@ -850,6 +846,9 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
             certificates.extend(cert);
         }
     }
+    // Among the certificates that are fine on their own, so that a conflict shows up in the
+    // same run as the other mistakes.
+    conflicts(&certificates, cx);
     if cx.error_count() > before {
         return None;
     }

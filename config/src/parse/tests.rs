@@ -854,3 +854,25 @@ fn a_repeated_key_warns_that_only_the_last_counts() {
         ]
     );
 }
+
+#[test]
+fn a_conflict_is_reported_together_with_other_mistakes() {
+    let text = v3(
+        &format!(
+            r#"[{{"url": "{URL1}", "customSymbolicLinkName": "web"}}, {{"url": "http://v.vault.azure.net/secrets/x"}},
+                {{"url": "https://myvault.vault.azure.net/secrets/other", "customSymbolicLinkName": "web"}}]"#
+        ),
+        "",
+    );
+    let p = "secretsManagementSettings.observedCertificates";
+    assert_eq!(
+        errors(&text),
+        vec![
+            (ErrorKind::NotHttps, format!("{p}[1].url")),
+            (
+                ErrorKind::Conflict,
+                format!("{p}[2].customSymbolicLinkName")
+            ),
+        ]
+    );
+}
