@@ -31,6 +31,9 @@ mod wrapper;
 /// The JSON path of the whole document.
 pub const ROOT_PATH: &str = "$";
 
+/// A polling interval below this many seconds is accepted with a warning.
+const MIN_QUIET_POLLING_S: u64 = 60;
+
 /// Default time limit of a hook (`timeoutInS`).
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -615,7 +618,17 @@ fn polling_interval(v: &Value, path: &str, cx: &mut Cx) -> Option<Duration> {
         _ => None,
     };
     match seconds {
-        Some(s) if s > 0 => Some(Duration::from_secs(s)),
+        Some(s) if s > 0 => {
+            if s < MIN_QUIET_POLLING_S {
+                cx.warn(
+                    path,
+                    format!(
+                        "checking every {s} s is frequent: a fleet of VMs polling one vault this often can reach Key Vault's throttling limits (the default is 3600)"
+                    ),
+                );
+            }
+            Some(Duration::from_secs(s))
+        }
         _ => {
             cx.err(
                 ErrorKind::BadPollingInterval,

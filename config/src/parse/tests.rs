@@ -876,3 +876,24 @@ fn a_conflict_is_reported_together_with_other_mistakes() {
         ]
     );
 }
+
+#[test]
+fn a_very_short_polling_interval_warns() {
+    let with = |v: &str| {
+        format!(r#"{{"{SMS}": {{"pollingIntervalInS": "{v}", "observedCertificates": []}}}}"#)
+    };
+    let p = ok(&with("5"));
+    assert_eq!(p.settings.polling_interval, Duration::from_secs(5));
+    assert_eq!(
+        warning_paths(&p),
+        [
+            "secretsManagementSettings.pollingIntervalInS",
+            "secretsManagementSettings.observedCertificates"
+        ]
+    );
+    let p = ok(&with("60"));
+    assert_eq!(
+        warning_paths(&p),
+        ["secretsManagementSettings.observedCertificates"]
+    );
+}
