@@ -212,6 +212,31 @@ fn every_corpus_file_parses_to_its_expected_outcome() {
     );
 }
 
+/// Every prefix of every corpus file, and each file with bytes swapped for JSON punctuation,
+/// gives a result or errors, never a panic.
+#[test]
+fn no_input_makes_the_parser_panic() {
+    let dir = corpus_dir();
+    let mut inputs = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        for &i in boundaries.iter().step_by(9) {
+            let _ = parse(&text[..i]);
+            inputs += 1;
+        }
+        for (n, &i) in boundaries.iter().enumerate().step_by(17) {
+            let swap = ['"', '\\', '/', '*', ',', '}', ']', '[', '{', ':'][n % 10];
+            let mut mutated = text.clone();
+            let end = boundaries.get(n + 1).copied().unwrap_or(text.len());
+            mutated.replace_range(i..end, &swap.to_string());
+            let _ = parse(&mutated);
+            inputs += 1;
+        }
+    }
+    assert!(inputs > 1000, "only {inputs} inputs tried");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The binary
 
@@ -338,6 +363,25 @@ fn validate_prints_every_error_path_to_stderr_and_exits_2() {
             );
         }
     }
+}
+
+#[test]
+fn validate_names_the_wrapper_and_schema_found_even_with_errors() {
+    let out = validate(
+        &corpus_dir().join("err-auth-beside-settings-arm.json"),
+        &["--json"],
+    );
+    let report = json_of(&out);
+    assert_eq!(report["wrapper"], "armResource");
+    assert_eq!(report["schema"], "3.x");
+    let out = validate(&corpus_dir().join("err-auth-beside-settings-arm.json"), &[]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("found: ARM extension resource (armResource), schema 3.x\n"),
+        "{stderr}"
+    );
+    let out = validate(&corpus_dir().join("err-not-json.json"), &["--json"]);
+    assert!(json_of(&out)["wrapper"].is_null());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //!
 //! Pure: text in, model or errors out. No I/O, no logging (warnings are returned).
 
+mod dupes;
 mod model;
 mod names;
 mod parse;
@@ -15,7 +16,7 @@ mod relax;
 mod url;
 
 pub use model::*;
-pub use parse::parse;
+pub use parse::{DEFAULT_HOOK_TIMEOUT, Detected, ROOT_PATH, detect, parse};
 
 /// What kind of mistake a [`ConfigError`] reports. Tests match on this, never on message text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

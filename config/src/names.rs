@@ -53,7 +53,7 @@ pub(crate) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
 
 /// A short JSON rendering of a string value for messages (quoted, escaped, truncated).
 pub(crate) fn quote(s: &str) -> String {
-    const MAX: usize = 100;
+    const MAX: usize = 200;
     if s.chars().count() > MAX {
         let cut: String = s.chars().take(MAX).collect();
         format!("{}…", serde_json::Value::String(cut))

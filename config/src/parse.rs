@@ -20,9 +20,19 @@ use crate::{
     DEFAULT_STORE_V2, DEFAULT_STORE_V3, ErrorKind, ExtraOutputs, Hook, HookSpec, Identity,
     LoggingSettings, ObservedCertificate, Parsed, Principal, Schema, Settings, Warning, Wrapper,
 };
+use extension::{agent, certificate_extension};
+use identity::{authentication, logging};
+use wrapper::locate;
+
+mod extension;
+mod identity;
+mod wrapper;
 
 /// The JSON path of the whole document.
 pub const ROOT_PATH: &str = "$";
+
+/// A polling interval below this many seconds is accepted with a warning.
+const MIN_QUIET_POLLING_S: u64 = 60;
 
 /// Default time limit of a hook (`timeoutInS`).
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,7 +106,19 @@ impl Cx {
 
     /// Warn about each key of `obj` that is not in `known`, suggesting the closest known key.
     fn unknown_keys(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
-        for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        self.unknown_keys_except(obj, path, known, &[]);
+    }
+
+    /// [`Cx::unknown_keys`], leaving alone the keys in `reported` (already dealt with).
+    fn unknown_keys_except(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        known: &[&str],
+        reported: &[&str],
+    ) {
+        let unknown = |k: &&String| !known.contains(&k.as_str()) && !reported.contains(&k.as_str());
+        for key in obj.keys().filter(unknown) {
             let message = match closest(key, known) {
                 Some(k) => format!("unknown key `{key}` is ignored; did you mean `{k}`?"),
                 None => format!(
@@ -130,7 +152,15 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
     let mut cx = Cx::default();
     let relaxed = relax(text);
     let settings = match serde_json::from_str::<Value>(&relaxed.text) {
-        Ok(doc) => document(&doc, &relaxed, &mut cx),
+        Ok(doc) => {
+            for path in crate::dupes::duplicate_keys(&relaxed.text) {
+                cx.warn(
+                    &path,
+                    "this key appears more than once in its object; only the last one is used (as by most JSON parsers): merge them",
+                );
+            }
+            document(&doc, &relaxed, &mut cx)
+        }
         Err(e) => {
             syntax_error(&relaxed.text, &e, &mut cx);
             None
@@ -151,6 +181,40 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
             }
             Err(cx.errors)
         }
+    }
+}
+
+/// Which wrapper and schema a text uses, as far as can be told even when [`parse`] fails:
+/// for reporting next to the errors. `None` where it cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Detected {
+    pub wrapper: Option<Wrapper>,
+    pub schema: Option<Schema>,
+}
+
+/// Tell the wrapper and schema of `text` without validating it.
+pub fn detect(text: &str) -> Detected {
+    let Ok(doc) = serde_json::from_str::<Value>(&relax(text).text) else {
+        return Detected::default();
+    };
+    let Value::Object(top) = &doc else {
+        return Detected::default();
+    };
+    let Some(located) = locate(&doc, top, ROOT_PATH, &mut Cx::default()) else {
+        return Detected::default();
+    };
+    let schema = located
+        .value
+        .get("secretsManagementSettings")
+        .and_then(|s| s.get("observedCertificates"))
+        .and_then(Value::as_array)
+        .map(|list| match list.iter().find(|v| !v.is_null()) {
+            Some(Value::String(_)) => Schema::V2,
+            _ => Schema::V3,
+        });
+    Detected {
+        wrapper: Some(located.wrapper),
+        schema,
     }
 }
 
@@ -221,13 +285,6 @@ fn string_instead_of_object(path: &str, s: &str, expected: &str, cx: &mut Cx) {
     }
 }
 
-/// Where the settings object sits, given the document's top-level object.
-struct Located<'a> {
-    wrapper: Wrapper,
-    value: &'a Value,
-    path: String,
-}
-
 fn document(doc: &Value, relaxed: &Relaxed, cx: &mut Cx) -> Option<Settings> {
     let top = match doc {
         Value::Object(map) => map,
@@ -294,261 +351,6 @@ fn relaxed_warnings(relaxed: &Relaxed, wrapper: Wrapper, cx: &mut Cx) {
     }
 }
 
-fn locate<'a>(
-    doc: &'a Value,
-    top: &'a Map<String, Value>,
-    path: &str,
-    cx: &mut Cx,
-) -> Option<Located<'a>> {
-    if let Some(rs) = top.get("runtimeSettings") {
-        return locate_handler(rs, &at(path, "runtimeSettings"), cx);
-    }
-    if let Some(props) = top.get("properties").and_then(Value::as_object) {
-        let is_extension = top
-            .get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.to_ascii_lowercase().ends_with("/extensions"));
-        if is_extension || props.contains_key("settings") {
-            return locate_arm(top, props, path, cx);
-        }
-    }
-    if let Some(resources) = top.get("resources").and_then(Value::as_array) {
-        return locate_in_template(resources, &at(path, "resources"), cx);
-    }
-    if SETTINGS_KEYS.iter().any(|k| top.contains_key(*k)) {
-        // Bare: the whole document is the settings object.
-        return Some(Located {
-            wrapper: Wrapper::Bare,
-            value: doc,
-            path: path.to_owned(),
-        });
-    }
-    if let Some(settings) = top.get("settings")
-        && settings.get("secretsManagementSettings").is_some()
-    {
-        // `az vm extension show` prints the resource with `properties` flattened.
-        return Some(Located {
-            wrapper: Wrapper::ArmResource,
-            value: settings,
-            path: at(path, "settings"),
-        });
-    }
-    let keys: Vec<String> = top.keys().map(|k| format!("`{k}`")).collect();
-    let hint = if top.contains_key("observedCertificates") {
-        " `observedCertificates` belongs inside `secretsManagementSettings`."
-    } else {
-        ""
-    };
-    cx.err(
-        ErrorKind::NoSettings,
-        path,
-        format!(
-            "found an object with {}; expected the settings (`secretsManagementSettings`, …), an ARM extension resource (`properties.settings`), or a VM-agent settings file (`runtimeSettings`).{hint}",
-            if keys.is_empty() { "no keys".to_owned() } else { format!("the keys {}", keys.join(", ")) }
-        ),
-    );
-    None
-}
-
-fn locate_handler<'a>(rs: &'a Value, path: &str, cx: &mut Cx) -> Option<Located<'a>> {
-    let Some(list) = rs.as_array() else {
-        cx.err(
-            ErrorKind::WrongType,
-            path,
-            format!("found {}; expected an array with one entry `{{\"handlerSettings\": {{\"publicSettings\": …}}}}`", describe(rs)),
-        );
-        return None;
-    };
-    let Some(first) = list.first() else {
-        cx.err(
-            ErrorKind::NoSettings,
-            path,
-            "found an empty array; expected one entry `{\"handlerSettings\": {\"publicSettings\": …}}`",
-        );
-        return None;
-    };
-    if list.len() > 1 {
-        cx.warn(
-            path,
-            format!(
-                "found {} entries; only the first is used (the VM agent writes one)",
-                list.len()
-            ),
-        );
-    }
-    let first_path = idx(path, 0);
-    let Some(handler) = first.get("handlerSettings") else {
-        cx.err(
-            ErrorKind::Missing,
-            &at(&first_path, "handlerSettings"),
-            "found no `handlerSettings`; expected `{\"handlerSettings\": {\"publicSettings\": …}}`",
-        );
-        return None;
-    };
-    let handler_path = at(&first_path, "handlerSettings");
-    let Some(public) = handler.get("publicSettings") else {
-        cx.err(
-            ErrorKind::Missing,
-            &at(&handler_path, "publicSettings"),
-            "found no `publicSettings`; expected the extension settings there (akv-sync reads only the public settings)",
-        );
-        return None;
-    };
-    Some(Located {
-        wrapper: Wrapper::HandlerSettings,
-        value: public,
-        path: at(&handler_path, "publicSettings"),
-    })
-}
-
-fn locate_arm<'a>(
-    top: &'a Map<String, Value>,
-    props: &'a Map<String, Value>,
-    path: &str,
-    cx: &mut Cx,
-) -> Option<Located<'a>> {
-    let props_path = at(path, "properties");
-    let settings_path = at(&props_path, "settings");
-    let misplaced = |cx: &mut Cx, p: &str| {
-        cx.err(
-            ErrorKind::MisplacedAuthenticationSettings,
-            p,
-            format!(
-                "found `authenticationSettings` here; expected it inside `{settings_path}`, beside `secretsManagementSettings` (here it is not seen, and the identity would silently fall back to the system-assigned one)"
-            ),
-        );
-    };
-    if top.contains_key("authenticationSettings") {
-        misplaced(cx, &at(path, "authenticationSettings"));
-    }
-    if props.contains_key("authenticationSettings") {
-        misplaced(cx, &at(&props_path, "authenticationSettings"));
-    }
-    if props
-        .get("protectedSettings")
-        .and_then(Value::as_object)
-        .is_some_and(|p| p.contains_key("authenticationSettings"))
-    {
-        misplaced(
-            cx,
-            &at(
-                &at(&props_path, "protectedSettings"),
-                "authenticationSettings",
-            ),
-        );
-    }
-    if let Some(ext_type) = props.get("type").and_then(Value::as_str)
-        && !ext_type.eq_ignore_ascii_case("KeyVaultForLinux")
-    {
-        cx.warn(
-            &at(&props_path, "type"),
-            format!("the extension type is {}; expected \"KeyVaultForLinux\" (the settings are read anyway)", quote(ext_type)),
-        );
-    }
-    match props.get("settings") {
-        Some(settings) => Some(Located {
-            wrapper: Wrapper::ArmResource,
-            value: settings,
-            path: settings_path,
-        }),
-        None => {
-            let hint = if props.contains_key("secretsManagementSettings") {
-                " `secretsManagementSettings` sits directly in `properties`: move it into `properties.settings`."
-            } else {
-                ""
-            };
-            cx.err(
-                ErrorKind::Missing,
-                &settings_path,
-                format!("found an extension resource without `properties.settings`; expected the extension settings there.{hint}"),
-            );
-            None
-        }
-    }
-}
-
-fn is_kv_extension(v: &Value) -> bool {
-    let props = v.get("properties");
-    let typed = props
-        .and_then(|p| p.get("type"))
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("KeyVaultForLinux"));
-    let has_settings = props
-        .and_then(|p| p.get("settings"))
-        .and_then(|s| s.get("secretsManagementSettings"))
-        .is_some();
-    typed || has_settings
-}
-
-/// A whole ARM template: find the one KeyVaultForLinux extension among its resources (at the
-/// top, as a child resource, or in a scale set's extension profile).
-fn locate_in_template<'a>(resources: &'a [Value], path: &str, cx: &mut Cx) -> Option<Located<'a>> {
-    let mut found: Vec<(&'a Map<String, Value>, String)> = Vec::new();
-    for (i, r) in resources.iter().enumerate() {
-        let rp = idx(path, i);
-        if is_kv_extension(r)
-            && let Some(obj) = r.as_object()
-        {
-            found.push((obj, rp.clone()));
-        }
-        if let Some(children) = r.get("resources").and_then(Value::as_array) {
-            for (j, c) in children.iter().enumerate() {
-                if is_kv_extension(c)
-                    && let Some(obj) = c.as_object()
-                {
-                    found.push((obj, idx(&at(&rp, "resources"), j)));
-                }
-            }
-        }
-        let profile = r
-            .pointer("/properties/virtualMachineProfile/extensionProfile/extensions")
-            .and_then(Value::as_array);
-        for (j, e) in profile.into_iter().flatten().enumerate() {
-            if is_kv_extension(e)
-                && let Some(obj) = e.as_object()
-            {
-                found.push((
-                    obj,
-                    idx(
-                        &at(
-                            &rp,
-                            "properties.virtualMachineProfile.extensionProfile.extensions",
-                        ),
-                        j,
-                    ),
-                ));
-            }
-        }
-    }
-    match found.as_slice() {
-        [] => {
-            cx.err(
-                ErrorKind::NoSettings,
-                path,
-                "found an ARM template whose resources hold no KeyVaultForLinux extension; expected one resource with `\"type\": \"KeyVaultForLinux\"` in its properties",
-            );
-            None
-        }
-        [(obj, p)] => {
-            let props = obj.get("properties").and_then(Value::as_object)?;
-            locate_arm(obj, props, p, cx)
-        }
-        many => {
-            let paths: Vec<&str> = many.iter().map(|(_, p)| p.as_str()).collect();
-            cx.err(
-                ErrorKind::NoSettings,
-                path,
-                format!(
-                    "found {} KeyVaultForLinux extensions ({}); expected one: validate each resource on its own",
-                    many.len(),
-                    paths.join(", ")
-                ),
-            );
-            None
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The settings object
 
@@ -603,10 +405,6 @@ fn settings_object(
     let logging = logging(obj.get("loggingSettings"), &at(path, "loggingSettings"), cx);
     let agent = agent(obj.get("akvSyncSettings"), &at(path, "akvSyncSettings"), cx);
     let secrets = secrets?;
-    if cx.error_count() > 0 {
-        return None;
-    }
-    conflicts(&secrets.certificates, cx);
     Some(Settings {
         wrapper,
         schema: secrets.schema,
@@ -667,17 +465,17 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
             _ => {}
         }
     }
-    let unknown: Map<String, Value> = obj
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "authenticationSettings" | "loggingSettings" | "akvSyncSettings"
-            )
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    cx.unknown_keys(&unknown, path, SECRETS_KEYS);
+    // The misplaced top-level sections were reported above; the rest are unknown keys.
+    cx.unknown_keys_except(
+        obj,
+        path,
+        SECRETS_KEYS,
+        &[
+            "authenticationSettings",
+            "loggingSettings",
+            "akvSyncSettings",
+        ],
+    );
 
     let polling_interval = match obj.get("pollingIntervalInS") {
         None => Some(DEFAULT_POLLING_INTERVAL),
@@ -778,7 +576,7 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
                 }
                 (Schema::V3, other) => {
                     let hint = if other.is_string() {
-                        " (1.x/2.x schema). Do not mix the two: write {\"url\": \"…\"} for every entry"
+                        ". A bare URL string is the 1.x/2.x form: do not mix the two schemas, write {\"url\": \"…\"} for every entry"
                     } else {
                         ""
                     };
@@ -796,6 +594,9 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
             certificates.extend(cert);
         }
     }
+    // Among the certificates that are fine on their own, so that a conflict shows up in the
+    // same run as the other mistakes.
+    conflicts(&certificates, cx);
     if cx.error_count() > before {
         return None;
     }
@@ -817,7 +618,17 @@ fn polling_interval(v: &Value, path: &str, cx: &mut Cx) -> Option<Duration> {
         _ => None,
     };
     match seconds {
-        Some(s) if s > 0 => Some(Duration::from_secs(s)),
+        Some(s) if s > 0 => {
+            if s < MIN_QUIET_POLLING_S {
+                cx.warn(
+                    path,
+                    format!(
+                        "checking every {s} s is frequent: a fleet of VMs polling one vault this often can reach Key Vault's throttling limits (the default is 3600)"
+                    ),
+                );
+            }
+            Some(Duration::from_secs(s))
+        }
         _ => {
             cx.err(
                 ErrorKind::BadPollingInterval,
@@ -949,7 +760,7 @@ fn v3_certificate(
     };
     let link_name = match obj.get("customSymbolicLinkName") {
         None => Some(None),
-        Some(v) => file_name(v, &at(path, "customSymbolicLinkName"), "link name", cx).map(Some),
+        Some(v) => file_name(v, &at(path, "customSymbolicLinkName"), "a link name", cx).map(Some),
     };
     let acls = match obj.get("acls") {
         None => Some(Vec::new()),
@@ -1005,7 +816,7 @@ fn file_name(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<String> {
         cx.err(
             ErrorKind::UnsafeName,
             path,
-            format!("found {}, which cannot be a {what} inside the store folder: {why}; expected a plain file name such as \"app1Cert1\" (to place the file elsewhere, set `certificateStoreLocation`)", quote(s)),
+            format!("found {}, which cannot be used as {what} inside the store folder: {why}; expected a plain file name such as \"app1Cert1\" (to place the file elsewhere, set `certificateStoreLocation`)", quote(s)),
         );
         return None;
     }
@@ -1069,7 +880,9 @@ fn acls(v: &Value, path: &str, cx: &mut Cx) -> Option<Vec<AclGrant>> {
 }
 
 fn principal(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<Principal> {
-    let expected = format!("expected a {what} name such as \"app1\" or a numeric id such as 1001");
+    let example = if what == "user" { "app1" } else { "appGroup1" };
+    let expected =
+        format!("expected a {what} name such as \"{example}\" or a numeric id such as 1001");
     match v {
         Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
             Some(id) => Some(Principal::Id(id)),
@@ -1126,490 +939,6 @@ fn principal(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<Principal
             None
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// authenticationSettings, loggingSettings
-
-fn authentication(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<Identity> {
-    let obj = match v {
-        None => {
-            return Some(Identity::SystemAssigned {
-                endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
-            });
-        }
-        Some(Value::Object(m)) => m,
-        Some(Value::String(s)) => {
-            string_instead_of_object(path, s, "an object", cx);
-            return None;
-        }
-        Some(other) => {
-            cx.err(
-                ErrorKind::WrongType,
-                path,
-                format!(
-                    "found {}; expected an object with `msiEndpoint` and `msiClientId`",
-                    describe(other)
-                ),
-            );
-            return None;
-        }
-    };
-    let before = cx.error_count();
-    cx.unknown_keys(obj, path, AUTH_KEYS);
-    let endpoint_path = at(path, "msiEndpoint");
-    let endpoint = match obj.get("msiEndpoint") {
-        None => None,
-        Some(Value::String(s)) => match identity_endpoint(s) {
-            Ok(noted) => {
-                for note in noted.notes {
-                    cx.warn(&endpoint_path, note);
-                }
-                Some(noted.value)
-            }
-            Err((kind, message)) => {
-                cx.err(kind, &endpoint_path, message);
-                None
-            }
-        },
-        Some(other) => {
-            cx.err(
-                ErrorKind::WrongType,
-                &endpoint_path,
-                format!(
-                    "found {}; expected a URL string such as \"{DEFAULT_IMDS_ENDPOINT}\"",
-                    describe(other)
-                ),
-            );
-            None
-        }
-    };
-    let client_path = at(path, "msiClientId");
-    let client_id = match obj.get("msiClientId") {
-        None => None,
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            cx.warn(&client_path, "empty: the system-assigned identity is used");
-            None
-        }
-        Some(Value::String(s)) => client_id(s, &client_path, cx),
-        Some(other) => {
-            cx.err(
-                ErrorKind::WrongType,
-                &client_path,
-                format!(
-                    "found {}; expected the client id (a GUID) of a user-assigned identity",
-                    describe(other)
-                ),
-            );
-            None
-        }
-    };
-    if cx.error_count() > before {
-        return None;
-    }
-    let identity = match (endpoint, client_id) {
-        (Some((endpoint, true)), client) => {
-            if client.is_some() {
-                cx.warn(
-                    &client_path,
-                    "Azure Arc machines have only a system-assigned identity; `msiClientId` is ignored",
-                );
-            }
-            Identity::Arc { endpoint }
-        }
-        (Some((endpoint, false)), Some(client_id)) => Identity::UserAssigned {
-            endpoint,
-            client_id,
-        },
-        (Some((endpoint, false)), None) => Identity::SystemAssigned { endpoint },
-        (None, Some(client_id)) => {
-            cx.warn(
-                &endpoint_path,
-                format!("absent although `msiClientId` is set (the documentation requires both); \"{DEFAULT_IMDS_ENDPOINT}\" is used"),
-            );
-            Identity::UserAssigned {
-                endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
-                client_id,
-            }
-        }
-        (None, None) => Identity::SystemAssigned {
-            endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
-        },
-    };
-    Some(identity)
-}
-
-fn client_id(s: &str, path: &str, cx: &mut Cx) -> Option<String> {
-    let found = quote(s);
-    let lower = s.to_ascii_lowercase();
-    if lower.starts_with("/subscriptions/") || lower.contains("/userassignedidentities/") {
-        cx.err(
-            ErrorKind::ClientIdIsResourceId,
-            path,
-            format!(
-                "found the resource id {found}; expected the identity's client id, a GUID such as \"00001111-aaaa-2222-bbbb-3333cccc4444\". Get it with: az identity show --ids '{s}' --query clientId --output tsv"
-            ),
-        );
-        None
-    } else if is_placeholder(s) {
-        cx.err(
-            ErrorKind::Placeholder,
-            path,
-            format!(
-                "found {found}, the placeholder of the documentation's example; expected the client id (a GUID) of your user-assigned identity (az identity show --name <identity> --resource-group <group> --query clientId), or remove `msiClientId` to use the system-assigned identity"
-            ),
-        );
-        None
-    } else if !is_guid(s) {
-        cx.err(
-            ErrorKind::BadClientId,
-            path,
-            format!(
-                "found {found}, which is not a GUID; expected the identity's client id such as \"00001111-aaaa-2222-bbbb-3333cccc4444\" (az identity show --query clientId)"
-            ),
-        );
-        None
-    } else {
-        Some(s.to_owned())
-    }
-}
-
-fn logging(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<Option<LoggingSettings>> {
-    let obj = match v {
-        None => return Some(None),
-        Some(Value::Object(m)) => m,
-        Some(Value::String(s)) => {
-            string_instead_of_object(path, s, "an object", cx);
-            return None;
-        }
-        Some(other) => {
-            cx.err(
-                ErrorKind::BadLogging,
-                path,
-                format!("found {}; expected an object such as {{\"logger\": \"fluentd\", \"endpoint\": \"tcp://localhost:24224\", \"format\": \"forward\", \"servicename\": \"akvvm_service\"}}", describe(other)),
-            );
-            return None;
-        }
-    };
-    let before = cx.error_count();
-    cx.unknown_keys(obj, path, LOGGING_KEYS);
-    let text =
-        |key: &str, default: Option<&str>, allowed: Option<&str>, cx: &mut Cx| -> Option<String> {
-            let p = at(path, key);
-            match (obj.get(key), default) {
-                (None, Some(d)) => Some(d.to_owned()),
-                (None, None) => {
-                    cx.err(
-                        ErrorKind::BadLogging,
-                        &p,
-                        format!("found no `{key}`; expected e.g. \"tcp://localhost:24224\""),
-                    );
-                    None
-                }
-                (Some(Value::String(s)), _) if !s.is_empty() => match allowed {
-                    Some(a) if !s.eq_ignore_ascii_case(a) => {
-                        cx.err(
-                            ErrorKind::BadLogging,
-                            &p,
-                            format!(
-                                "found {}; expected \"{a}\", the only {key} supported",
-                                quote(s)
-                            ),
-                        );
-                        None
-                    }
-                    _ => Some(s.clone()),
-                },
-                (Some(other), _) => {
-                    cx.err(
-                        ErrorKind::BadLogging,
-                        &p,
-                        format!("found {}; expected a non-empty string", describe(other)),
-                    );
-                    None
-                }
-            }
-        };
-    let logger = text("logger", Some("fluentd"), Some("fluentd"), cx);
-    let endpoint = text("endpoint", None, None, cx);
-    let format = text("format", Some("forward"), Some("forward"), cx);
-    let service_name = text("servicename", Some("akvvm_service"), None, cx);
-    let hostport = endpoint.and_then(|e| match logging_endpoint(&e) {
-        Ok(hp) => Some(hp),
-        Err(message) => {
-            cx.err(ErrorKind::BadLogging, &at(path, "endpoint"), message);
-            None
-        }
-    });
-    if cx.error_count() > before {
-        return None;
-    }
-    let (host, port) = hostport?;
-    Some(Some(LoggingSettings {
-        logger: logger?,
-        host,
-        port,
-        format: format?,
-        service_name: service_name?,
-    }))
-}
-
-// ---------------------------------------------------------------------------------------------
-// akv-sync extensions
-
-fn integer(v: &Value, path: &str, min: u64, max: u64, what: &str, cx: &mut Cx) -> Option<u64> {
-    let n = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
-        _ => None,
-    };
-    match n {
-        Some(n) if (min..=max).contains(&n) => Some(n),
-        _ => {
-            cx.err(
-                ErrorKind::BadExtension,
-                path,
-                format!(
-                    "found {}; expected {what}, a whole number from {min} to {max}",
-                    describe(v)
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn agent(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<AgentSettings> {
-    let mut agent = AgentSettings::default();
-    let obj = match v {
-        None => return Some(agent),
-        Some(Value::Object(m)) => m,
-        Some(other) => {
-            cx.err(
-                ErrorKind::BadExtension,
-                path,
-                format!("found {}; expected an object with akv-sync's own settings (`onChange`, `metricsAddress`, …)", describe(other)),
-            );
-            return None;
-        }
-    };
-    let before = cx.error_count();
-    cx.unknown_keys(obj, path, AGENT_KEYS);
-    if let Some(h) = obj.get("onChange") {
-        agent.hook = hook(h, &at(path, "onChange"), cx);
-    }
-    if let Some(m) = obj.get("metricsAddress") {
-        let p = at(path, "metricsAddress");
-        match m.as_str().map(str::parse::<std::net::SocketAddr>) {
-            Some(Ok(addr)) if addr.ip().is_loopback() && addr.port() != 0 => agent.metrics_address = Some(addr),
-            _ => cx.err(
-                ErrorKind::BadExtension,
-                &p,
-                format!("found {}; expected a loopback address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\" (the metrics are not meant for the network; put a proxy in front if needed)", describe(m)),
-            ),
-        }
-    }
-    if let Some(d) = obj.get("expiryWarningDays")
-        && let Some(n) = integer(
-            d,
-            &at(path, "expiryWarningDays"),
-            0,
-            3650,
-            "a number of days",
-            cx,
-        )
-    {
-        agent.expiry_warning_days = n as u32;
-    }
-    if let Some(k) = obj.get("pruneKeepVersions")
-        && let Some(n) = integer(
-            k,
-            &at(path, "pruneKeepVersions"),
-            1,
-            1_000_000,
-            "how many versions to keep",
-            cx,
-        )
-    {
-        agent.prune_keep = Some(n as usize);
-    }
-    if let Some(c) = obj.get("maxConcurrencyPerVault")
-        && let Some(n) = integer(
-            c,
-            &at(path, "maxConcurrencyPerVault"),
-            1,
-            10_000,
-            "a number of requests",
-            cx,
-        )
-    {
-        agent.max_concurrency_per_vault = n as usize;
-    }
-    if let Some(j) = obj.get("pollingJitter") {
-        match j.as_f64() {
-            Some(f) if (0.0..=1.0).contains(&f) => agent.jitter = f,
-            _ => cx.err(
-                ErrorKind::BadExtension,
-                &at(path, "pollingJitter"),
-                format!("found {}; expected a number from 0.0 to 1.0 (the fraction of the polling interval used to spread checks)", describe(j)),
-            ),
-        }
-    }
-    (cx.error_count() == before).then_some(agent)
-}
-
-fn hook(v: &Value, path: &str, cx: &mut Cx) -> Option<HookSpec> {
-    let example = "{\"command\": [\"/usr/bin/systemctl\", \"reload\", \"nginx\"], \"timeoutInS\": 30} or {\"reloadUnit\": \"nginx.service\"}";
-    let Some(obj) = v.as_object() else {
-        cx.err(
-            ErrorKind::BadExtension,
-            path,
-            format!("found {}; expected {example}", describe(v)),
-        );
-        return None;
-    };
-    let before = cx.error_count();
-    cx.unknown_keys(obj, path, HOOK_KEYS);
-    let timeout = match obj.get("timeoutInS") {
-        None => Some(DEFAULT_HOOK_TIMEOUT),
-        Some(t) => integer(
-            t,
-            &at(path, "timeoutInS"),
-            1,
-            86_400,
-            "a number of seconds",
-            cx,
-        )
-        .map(Duration::from_secs),
-    };
-    let hook = match (obj.get("command"), obj.get("reloadUnit")) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                ErrorKind::BadExtension,
-                path,
-                format!("found both `command` and `reloadUnit`; expected one of them: {example}"),
-            );
-            None
-        }
-        (None, None) => {
-            cx.err(
-                ErrorKind::BadExtension,
-                path,
-                format!("found neither `command` nor `reloadUnit`; expected {example}"),
-            );
-            None
-        }
-        (Some(c), None) => command(c, &at(path, "command"), cx),
-        (None, Some(u)) => reload_unit(u, &at(path, "reloadUnit"), cx),
-    };
-    if cx.error_count() > before {
-        return None;
-    }
-    Some(HookSpec {
-        hook: hook?,
-        timeout: timeout?,
-    })
-}
-
-fn command(v: &Value, path: &str, cx: &mut Cx) -> Option<Hook> {
-    let argv: Option<Vec<String>> = v
-        .as_array()
-        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_owned)).collect());
-    match argv {
-        Some(argv)
-            if !argv.is_empty()
-                && !argv[0].is_empty()
-                && !argv.iter().any(|a| a.contains('\0')) =>
-        {
-            if !argv[0].starts_with('/') {
-                cx.warn(path, format!("`{}` is looked up in PATH; an absolute path (e.g. /usr/bin/{}) is safer for a command run as root", argv[0], argv[0]));
-            }
-            Some(Hook::Command(argv))
-        }
-        _ => {
-            let hint = if v.is_string() {
-                " The command runs without a shell: split it into its arguments."
-            } else {
-                ""
-            };
-            cx.err(
-                ErrorKind::BadExtension,
-                path,
-                format!("found {}; expected a non-empty array of strings, program first, e.g. [\"/usr/bin/systemctl\", \"reload\", \"nginx\"].{hint}", describe(v)),
-            );
-            None
-        }
-    }
-}
-
-fn reload_unit(v: &Value, path: &str, cx: &mut Cx) -> Option<Hook> {
-    match v.as_str() {
-        Some(u)
-            if !u.is_empty()
-                && !u.starts_with('-')
-                && u.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '\\' | '@' | '-')
-                }) =>
-        {
-            Some(Hook::ReloadUnit(u.to_owned()))
-        }
-        _ => {
-            cx.err(
-                ErrorKind::BadExtension,
-                path,
-                format!(
-                    "found {}; expected a systemd unit name such as \"nginx.service\"",
-                    describe(v)
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn certificate_extension(
-    v: &Value,
-    path: &str,
-    cx: &mut Cx,
-) -> Option<(ExtraOutputs, Option<HookSpec>)> {
-    let Some(obj) = v.as_object() else {
-        cx.err(
-            ErrorKind::BadExtension,
-            path,
-            format!(
-                "found {}; expected an object with `outputs` and/or `onChange`",
-                describe(v)
-            ),
-        );
-        return None;
-    };
-    let before = cx.error_count();
-    cx.unknown_keys(obj, path, CERT_EXT_KEYS);
-    let mut outputs = ExtraOutputs::default();
-    if let Some(o) = obj.get("outputs") {
-        let op = at(path, "outputs");
-        match o.as_object() {
-            None => cx.err(
-                ErrorKind::BadExtension,
-                &op,
-                format!("found {}; expected an object such as {{\"fullchain\": \"fullchain.pem\", \"privkey\": \"privkey.pem\"}}", describe(o)),
-            ),
-            Some(m) => {
-                cx.unknown_keys(m, &op, OUTPUT_KEYS);
-                let get = |key: &str, cx: &mut Cx| m.get(key).and_then(|v| file_name(v, &at(&op, key), "output file name", cx));
-                outputs.cert = get("cert", cx);
-                outputs.chain = get("chain", cx);
-                outputs.fullchain = get("fullchain", cx);
-                outputs.privkey = get("privkey", cx);
-            }
-        }
-    }
-    let hook = obj
-        .get("onChange")
-        .and_then(|h| hook(h, &at(path, "onChange"), cx));
-    (cx.error_count() == before).then_some((outputs, hook))
 }
 
 // ---------------------------------------------------------------------------------------------

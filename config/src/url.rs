@@ -133,11 +133,11 @@ pub(crate) fn certificate_url(raw: &str) -> Result<Noted<CertificateUrl>, Failur
         ));
     }
     let host_lower = host.to_ascii_lowercase();
-    let suffixes = Cloud::ALL.map(|c| format!(".{}", c.suffix())).join(", ");
     let Some(cloud) = Cloud::ALL
         .into_iter()
         .find(|c| host_lower.ends_with(&format!(".{}", c.suffix())))
     else {
+        let suffixes = Cloud::ALL.map(|c| format!(".{}", c.suffix())).join(", ");
         let hint = if host_lower.contains("vaultcore.azure.net") {
             " Use the vault's own name (myvault.vault.azure.net): a private endpoint makes that name resolve to the private address."
         } else {

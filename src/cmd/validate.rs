@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use akv_sync_config::{
     AclGrant, ErrorKind, Hook, HookSpec, Identity, ObservedCertificate, Parsed, Principal, Schema,
-    Settings, Warning, Wrapper, parse,
+    Settings, Warning, Wrapper, detect, parse,
 };
 use serde::Serialize;
 
@@ -87,6 +87,9 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
     let parsed = match parse(&text) {
         Ok(p) => p,
         Err(errors) => {
+            let found = detect(&text);
+            report.wrapper = found.wrapper.map(wrapper_name);
+            report.schema = found.schema.map(schema_name);
             report.errors = errors
                 .into_iter()
                 .map(|e| Problem::from_kind(e.kind, e.path, e.message))
@@ -217,9 +220,9 @@ fn lookup_failed(entry: &str, what: &str, name: &str, e: nix::Error) -> Problem 
 pub struct Report {
     pub ok: bool,
     pub file: String,
-    /// `bare`, `armResource`, `handlerSettings`; null when the settings could not be parsed.
+    /// `bare`, `armResource`, `handlerSettings`; null when it cannot be told.
     pub wrapper: Option<&'static str>,
-    /// `3.x` or `1.x/2.x`; null when the settings could not be parsed.
+    /// `3.x` or `1.x/2.x`; null when it cannot be told.
     pub schema: Option<&'static str>,
     pub identity: Option<IdentityOut>,
     pub polling_interval_in_s: Option<u64>,
@@ -610,8 +613,10 @@ fn write_plan(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 }
 
 fn write_errors(err: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    if let (Some(w), Some(s)) = (r.wrapper, r.schema) {
-        writeln!(err, "found: {} ({w}), schema {s}", describe_wrapper(w))?;
+    match (r.wrapper, r.schema) {
+        (Some(w), Some(s)) => writeln!(err, "found: {} ({w}), schema {s}", describe_wrapper(w))?,
+        (Some(w), None) => writeln!(err, "found: {} ({w}), schema unknown", describe_wrapper(w))?,
+        _ => {}
     }
     writeln!(
         err,

@@ -822,3 +822,78 @@ fn placeholders_from_the_documentation_are_named() {
         )
     );
 }
+
+#[test]
+fn detect_tells_wrapper_and_schema_even_when_parsing_fails() {
+    let arm = format!(
+        r#"{{"type": "Microsoft.Compute/virtualMachines/extensions", "properties": {{"settings": {}}}}}"#,
+        v3(r#"["http://v.vault.azure.net/secrets/a"]"#, "")
+    );
+    assert!(parse(&arm).is_err());
+    assert_eq!(
+        detect(&arm),
+        Detected {
+            wrapper: Some(Wrapper::ArmResource),
+            schema: Some(Schema::V2)
+        }
+    );
+    assert_eq!(detect("not json"), Detected::default());
+}
+
+#[test]
+fn a_repeated_key_warns_that_only_the_last_counts() {
+    let text = format!(
+        r#"{{"{SMS}": {{"observedCertificates": [{{"url": "{URL1}"}}], "observedCertificates": [], "aclEnabled": false}}}}"#
+    );
+    let p = ok(&text);
+    assert_eq!(
+        warning_paths(&p),
+        [
+            "secretsManagementSettings.observedCertificates",
+            "secretsManagementSettings.observedCertificates"
+        ]
+    );
+}
+
+#[test]
+fn a_conflict_is_reported_together_with_other_mistakes() {
+    let text = v3(
+        &format!(
+            r#"[{{"url": "{URL1}", "customSymbolicLinkName": "web"}}, {{"url": "http://v.vault.azure.net/secrets/x"}},
+                {{"url": "https://myvault.vault.azure.net/secrets/other", "customSymbolicLinkName": "web"}}]"#
+        ),
+        "",
+    );
+    let p = "secretsManagementSettings.observedCertificates";
+    assert_eq!(
+        errors(&text),
+        vec![
+            (ErrorKind::NotHttps, format!("{p}[1].url")),
+            (
+                ErrorKind::Conflict,
+                format!("{p}[2].customSymbolicLinkName")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_very_short_polling_interval_warns() {
+    let with = |v: &str| {
+        format!(r#"{{"{SMS}": {{"pollingIntervalInS": "{v}", "observedCertificates": []}}}}"#)
+    };
+    let p = ok(&with("5"));
+    assert_eq!(p.settings.polling_interval, Duration::from_secs(5));
+    assert_eq!(
+        warning_paths(&p),
+        [
+            "secretsManagementSettings.pollingIntervalInS",
+            "secretsManagementSettings.observedCertificates"
+        ]
+    );
+    let p = ok(&with("60"));
+    assert_eq!(
+        warning_paths(&p),
+        ["secretsManagementSettings.observedCertificates"]
+    );
+}
