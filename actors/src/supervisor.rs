@@ -123,6 +123,7 @@ fn shared<T: TokenSource, S: SecretSource, I: Installer>(
     settings: &Settings,
     ports: &Ports<T, S, I>,
     gate: GateHandle,
+    startup_spread: std::time::Duration,
 ) -> (Arc<Shared<S, I>>, JoinHandle<()>) {
     let (writer, writer_done) =
         WriterHandle::spawn_joinable(ports.installer.clone(), ports.observer.clone());
@@ -136,6 +137,7 @@ fn shared<T: TokenSource, S: SecretSource, I: Installer>(
         observer: ports.observer.clone(),
         polling_interval: settings.polling_interval,
         jitter: settings.agent.jitter,
+        startup_spread,
     });
     (shared, writer_done)
 }
@@ -147,7 +149,12 @@ impl Agent {
         ports: Ports<T, S, I>,
     ) -> Agent {
         let gate = GateHandle::spawn(settings.require_initial_sync, ports.status.clone());
-        let (shared, writer_done) = shared(settings, &ports, gate.clone());
+        let spread = crate::watcher::startup_spread(
+            settings.require_initial_sync,
+            settings.polling_interval,
+            settings.agent.jitter,
+        );
+        let (shared, writer_done) = shared(settings, &ports, gate.clone(), spread);
         let shutdown = CancellationToken::new();
         let (tx, rx) = mpsc::channel(4);
         let mut actor = SupervisorActor {
@@ -214,7 +221,8 @@ pub async fn run_once<T: TokenSource, S: SecretSource, I: Installer>(
     progress: impl Fn(&OnceResult) + Send + Sync + 'static,
 ) -> Vec<OnceResult> {
     let gate = GateHandle::spawn(true, ports.status.clone());
-    let (shared, writer_done) = shared(settings, &ports, gate.clone());
+    // Someone waits for `once`: no start-up spread.
+    let (shared, writer_done) = shared(settings, &ports, gate.clone(), std::time::Duration::ZERO);
     gate.polling_started();
     let cancel = CancellationToken::new();
     let progress = Arc::new(progress);

@@ -33,6 +33,22 @@ pub struct Shared<S, I: Installer> {
     pub polling_interval: Duration,
     /// Fraction of the interval by which each wait is spread (fleet-friendly polling).
     pub jitter: f64,
+    /// First downloads start at a random moment within this window (zero with
+    /// `requireInitialSync`, where someone waits for them), so that a fleet restarted at
+    /// once does not hit its vault in the same second.
+    pub startup_spread: Duration,
+}
+
+/// The start-up window: none when the initial sync is awaited; else the jitter's share of the
+/// interval, at most 60 s.
+pub fn startup_spread(require_initial_sync: bool, interval: Duration, jitter: f64) -> Duration {
+    if require_initial_sync {
+        Duration::ZERO
+    } else {
+        interval
+            .mul_f64(jitter.clamp(0.0, 1.0))
+            .min(Duration::from_secs(60))
+    }
 }
 
 /// Why a check failed. The message is for humans and names no secret.
@@ -137,6 +153,14 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     /// The daemon loop: first sync, then a check every polling interval until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
         self.shared.gate.track(&self.id);
+        let spread = self.shared.startup_spread;
+        if !spread.is_zero() {
+            let wait = spread.mul_f64(rand::random::<f64>());
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
         if self.first_sync(MAX_ATTEMPTS, &cancel).await.is_none() {
             return;
         }

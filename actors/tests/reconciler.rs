@@ -308,3 +308,45 @@ async fn once_reports_each_certificate() {
             .contains("SecretNotFound")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_required_sync_first_downloads_spread_over_the_start_window() {
+    let w = World::new();
+    let certs: Vec<_> = (0..200)
+        .map(|n| {
+            let name = format!("c{n}");
+            w.vault.put("v", &name, "one");
+            cert("v", &name)
+        })
+        .collect();
+    let start = tokio::time::Instant::now();
+    let agent = Agent::start(&settings(certs, false), w.ports());
+    // Interval 3600 s, jitter 10 %: the window is min(360 s, 60 s) = 60 s.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let early = w.vault.gets.load(Ordering::SeqCst);
+    assert!(
+        early > 20 && early < 140,
+        "about a third in the first 20 s, got {early}"
+    );
+    while w.store.writes.load(Ordering::SeqCst) < 200 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        start.elapsed() <= Duration::from_secs(61),
+        "{:?}",
+        start.elapsed()
+    );
+    agent.shutdown().await;
+}
+
+#[test]
+fn the_start_window_is_zero_when_someone_waits() {
+    use akv_sync_actors::watcher::startup_spread;
+    let h = Duration::from_secs(3600);
+    assert_eq!(startup_spread(true, h, 0.1), Duration::ZERO);
+    assert_eq!(startup_spread(false, h, 0.1), Duration::from_secs(60));
+    assert_eq!(
+        startup_spread(false, Duration::from_secs(100), 0.1),
+        Duration::from_secs(10)
+    );
+}
