@@ -63,27 +63,39 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64
 }
 
 impl IdentityClient {
-    /// For the identity of the settings; the env overrides apply here.
+    /// For the identity of the settings; `AKV_SYNC_IMDS_ENDPOINT` / `AKV_SYNC_ARC_ENDPOINT`
+    /// replace the endpoint when set.
     pub fn new(http: reqwest::Client, identity: &Identity) -> Self {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let over = match identity {
+            Identity::Arc { .. } => env(ENV_ARC_ENDPOINT),
+            _ => env(ENV_IMDS_ENDPOINT),
+        };
+        Self::with_endpoint(http, identity, over)
+    }
+
+    /// For the identity of the settings, with its endpoint replaced by `endpoint` if given
+    /// (tests and the demo point it at the emulator this way).
+    pub fn with_endpoint(
+        http: reqwest::Client,
+        identity: &Identity,
+        endpoint: Option<String>,
+    ) -> Self {
         let (kind, endpoint) = match identity {
-            Identity::SystemAssigned { endpoint } => (
+            Identity::SystemAssigned { endpoint: e } => (
                 Kind::Imds { client_id: None },
-                env(ENV_IMDS_ENDPOINT).unwrap_or_else(|| endpoint.clone()),
+                endpoint.unwrap_or_else(|| e.clone()),
             ),
             Identity::UserAssigned {
-                endpoint,
+                endpoint: e,
                 client_id,
             } => (
                 Kind::Imds {
                     client_id: Some(client_id.clone()),
                 },
-                env(ENV_IMDS_ENDPOINT).unwrap_or_else(|| endpoint.clone()),
+                endpoint.unwrap_or_else(|| e.clone()),
             ),
-            Identity::Arc { endpoint } => (
-                Kind::Arc,
-                env(ENV_ARC_ENDPOINT).unwrap_or_else(|| endpoint.clone()),
-            ),
+            Identity::Arc { endpoint: e } => (Kind::Arc, endpoint.unwrap_or_else(|| e.clone())),
         };
         IdentityClient {
             http,

@@ -42,6 +42,14 @@ pub struct ConnectTo {
 }
 
 impl ConnectTo {
+    /// Connections to hosts matching `pattern` (`*.suffix` or exact) go to `addr`.
+    pub fn new(pattern: &str, addr: SocketAddr) -> Self {
+        ConnectTo {
+            pattern: pattern.to_ascii_lowercase(),
+            addr,
+        }
+    }
+
     fn matches(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         match self.pattern.strip_prefix("*.") {

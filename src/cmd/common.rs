@@ -21,12 +21,36 @@ pub fn ports(
 ) -> anyhow::Result<RealPorts> {
     let http = NetConfig::from_env()?.client()?;
     let identity = IdentityClient::new(http.clone(), &settings.identity);
+    Ok(assemble(settings, http, identity, status, observer))
+}
+
+/// Ports with an explicit network configuration and identity endpoint (the demo and tests
+/// point them at the emulator this way instead of through the environment).
+pub fn ports_with(
+    settings: &Settings,
+    net: &NetConfig,
+    identity_endpoint: Option<String>,
+    status: Arc<dyn StatusSink>,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<RealPorts> {
+    let http = net.client()?;
+    let identity = IdentityClient::with_endpoint(http.clone(), &settings.identity, identity_endpoint);
+    Ok(assemble(settings, http, identity, status, observer))
+}
+
+fn assemble(
+    settings: &Settings,
+    http: reqwest::Client,
+    identity: IdentityClient,
+    status: Arc<dyn StatusSink>,
+    observer: Arc<dyn Observer>,
+) -> RealPorts {
     tracing::info!(endpoint = identity.endpoint(), "identity endpoint");
-    Ok(Ports {
+    Ports {
         tokens: Arc::new(identity),
         secrets: Arc::new(KeyVaultClient::new(http)),
         installer: Arc::new(StoreInstaller::new(settings)),
         status,
         observer,
-    })
+    }
 }
