@@ -1,10 +1,99 @@
-//! `akv-sync emulator`.
+//! `akv-sync emulator`: run the local Key Vault + IMDS + Arc emulator until SIGINT/SIGTERM.
+//!
+//! Prints one JSON line on stdout once every listener is open (`vault_addr`, `imds_endpoint`,
+//! `arc_endpoint`, `ca_file`, `admin_url`, `tenant`), so scripts can read it and go on.
 
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use anyhow::Context;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+use crate::emulator::{self, EmulatorOptions, Seed};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Create a certificate at start (repeatable): VAULT/NAME, optionally :pem or :pkcs12
+    /// (the default), e.g. `--seed myvault/web:pem`.
+    #[arg(long = "seed", value_name = "VAULT/NAME[:pem|pkcs12]")]
+    pub seeds: Vec<Seed>,
+    /// Directory for the emulator's files (its CA certificate, `ca.pem`); default
+    /// `$TMPDIR/akv-sync-emulator-<pid>`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address to listen on (keep it loopback).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub listen: IpAddr,
+    /// Port of the Key Vault (HTTPS) listener; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub vault_port: u16,
+    /// Port of the IMDS listener; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub imds_port: u16,
+    /// Port of the Arc HIMDS listener; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub arc_port: u16,
+    /// Port of the admin API; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub admin_port: u16,
+    /// Where Arc challenge key files are written.
+    #[arg(long, value_name = "DIR", default_value = "/var/opt/azcmagent/tokens")]
+    pub arc_token_dir: PathBuf,
+    /// Client id of a user-assigned identity IMDS knows (repeatable).
+    #[arg(long = "user-assigned", value_name = "CLIENT_ID")]
+    pub user_assigned: Vec<String>,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86400)]
+    pub token_lifetime: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listen for signals before announcing, so a SIGTERM right after the line is not lost.
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let defaults = EmulatorOptions::default();
+    let opts = EmulatorOptions {
+        listen: args.listen,
+        vault_port: args.vault_port,
+        imds_port: args.imds_port,
+        arc_port: args.arc_port,
+        admin_port: args.admin_port,
+        state_dir: args.state_dir.unwrap_or(defaults.state_dir.clone()),
+        seeds: args.seeds,
+        arc_token_dir: args.arc_token_dir,
+        user_assigned: args.user_assigned,
+        token_lifetime: std::time::Duration::from_secs(args.token_lifetime),
+        ..defaults
+    };
+    let emulator = emulator::start(opts)
+        .await
+        .context("cannot start the emulator")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emulator.startup_info()).context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+    }
+    tokio::select! {
+        _ = term.recv() => tracing::info!("emulator: SIGTERM, stopping"),
+        _ = int.recv() => tracing::info!("emulator: SIGINT, stopping"),
+    }
+    emulator.shutdown().await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,417 @@
+//! Certificates as Key Vault would hand them out: a key, a chain, and the secret value in
+//! either of the two content types (`application/x-pkcs12`, `application/x-pem-file`).
+//!
+//! RSA keys come from the `rsa` crate because ring (which signs everything here) cannot
+//! generate them; RSA generation is slow in unoptimised builds (about a second for 2048 bits,
+//! half a minute for 4096), so issuers of chains use a P-256 key unless told otherwise.
+
+use std::fmt;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SignatureAlgorithm,
+};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// The kind of key pair a certificate gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyKind {
+    #[default]
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcP256,
+    EcP384,
+}
+
+/// The content type a certificate's secret is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Format {
+    /// `application/x-pkcs12`: base64 of a PFX with an empty password.
+    #[default]
+    Pkcs12,
+    /// `application/x-pem-file`: the private key first, then the certificates.
+    Pem,
+}
+
+impl Format {
+    /// The `contentType` Key Vault reports for this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Pkcs12 => "application/x-pkcs12",
+            Format::Pem => "application/x-pem-file",
+        }
+    }
+}
+
+/// What certificate to generate. Every field has a default (RSA 2048, self-signed, PKCS#12,
+/// 365 days, common name `emulator`), so JSON callers may send `{}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct CertSpec {
+    /// The leaf's key.
+    pub key: KeyKind,
+    /// Key of the root and intermediates (ignored when `chain_len` is 1).
+    pub issuer_key: KeyKind,
+    /// 1 = self-signed leaf; 2 = root → leaf; 3 = root → intermediate → leaf; 4 = two intermediates.
+    pub chain_len: u8,
+    pub format: Format,
+    /// Validity of the leaf in days, starting now (minus a minute of clock skew).
+    pub validity_days: u32,
+    /// Days the leaf's validity starts before now (to make expired certificates:
+    /// `not_before_days_ago` greater than `validity_days`).
+    pub not_before_days_ago: u32,
+    /// The leaf's subject common name.
+    pub subject_cn: String,
+}
+
+impl Default for CertSpec {
+    fn default() -> Self {
+        CertSpec {
+            key: KeyKind::Rsa2048,
+            issuer_key: KeyKind::EcP256,
+            chain_len: 1,
+            format: Format::Pkcs12,
+            validity_days: 365,
+            not_before_days_ago: 0,
+            subject_cn: "emulator".to_owned(),
+        }
+    }
+}
+
+/// Why a certificate could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("chain length {0} is out of range: use 1 (self-signed) to 4")]
+    ChainLength(u8),
+    #[error("validity of 0 days: a certificate needs at least one day")]
+    ZeroValidity,
+    #[error("could not generate a {0:?} key")]
+    Key(KeyKind),
+    #[error("could not build certificate {what}: {source}")]
+    Certificate {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("could not write the PKCS#12 archive: {0}")]
+    Pkcs12(String),
+}
+
+/// A generated certificate: the chain (leaf first, root last) and the leaf's private key.
+pub struct Generated {
+    pub certs_der: Vec<Vec<u8>>,
+    pub key_pkcs8_der: Zeroizing<Vec<u8>>,
+    /// Validity of the leaf, Unix seconds (Key Vault's `nbf`/`exp` attributes).
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl fmt::Debug for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generated")
+            .field("certs", &self.certs_der.len())
+            .field("key_pkcs8_der", &"<redacted>")
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
+}
+
+fn key_pair(kind: KeyKind) -> Result<KeyPair, GenerateError> {
+    let err = |_| GenerateError::Key(kind);
+    let ec = |alg: &'static SignatureAlgorithm| KeyPair::generate_for(alg).map_err(err);
+    let rsa_bits = match kind {
+        KeyKind::EcP256 => return ec(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyKind::EcP384 => return ec(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyKind::Rsa2048 => 2048,
+        KeyKind::Rsa3072 => 3072,
+        KeyKind::Rsa4096 => 4096,
+    };
+    use rsa::pkcs8::EncodePrivateKey;
+    let mut rng = rsa::rand_core::OsRng;
+    let key = rsa::RsaPrivateKey::new(&mut rng, rsa_bits).map_err(|_| GenerateError::Key(kind))?;
+    let der = key.to_pkcs8_der().map_err(|_| GenerateError::Key(kind))?;
+    let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+    KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256).map_err(err)
+}
+
+fn random_serial() -> rcgen::SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x40; // and no leading zero byte to strip
+    rcgen::SerialNumber::from_slice(&bytes)
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// Generate a key and chain as described by `spec`.
+pub fn generate(spec: &CertSpec) -> Result<Generated, GenerateError> {
+    if !(1..=4).contains(&spec.chain_len) {
+        return Err(GenerateError::ChainLength(spec.chain_len));
+    }
+    if spec.validity_days == 0 {
+        return Err(GenerateError::ZeroValidity);
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let not_before =
+        now - time::Duration::minutes(1) - time::Duration::days(spec.not_before_days_ago.into());
+    let not_after = not_before + time::Duration::days(spec.validity_days.into());
+    let cert_err = |what| move |source| GenerateError::Certificate { what, source };
+
+    let leaf_key = key_pair(spec.key)?;
+    let mut leaf = CertificateParams::new(vec![spec.subject_cn.clone()])
+        .unwrap_or_else(|_| CertificateParams::default());
+    leaf.distinguished_name = name(&spec.subject_cn);
+    leaf.serial_number = Some(random_serial());
+    leaf.not_before = not_before;
+    leaf.not_after = not_after;
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    leaf.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+
+    let mut certs_der = Vec::with_capacity(spec.chain_len.into());
+    if spec.chain_len == 1 {
+        let cert = leaf.self_signed(&leaf_key).map_err(cert_err("leaf"))?;
+        certs_der.push(cert.der().to_vec());
+    } else {
+        // Root first, each issuer certifying the next; collected root-first then reversed.
+        let ca_params = |cn: String, path_len: Option<u8>| {
+            let mut p = CertificateParams::default();
+            p.distinguished_name = name(&cn);
+            p.serial_number = Some(random_serial());
+            p.not_before = not_before - time::Duration::days(1);
+            p.not_after = not_after + time::Duration::days(365);
+            p.is_ca = IsCa::Ca(match path_len {
+                Some(n) => BasicConstraints::Constrained(n),
+                None => BasicConstraints::Unconstrained,
+            });
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            p.use_authority_key_identifier_extension = true;
+            p
+        };
+        let mut chain_root_first = Vec::new();
+        let root = rcgen::CertifiedIssuer::self_signed(
+            ca_params(format!("{} Root CA", spec.subject_cn), None),
+            key_pair(spec.issuer_key)?,
+        )
+        .map_err(cert_err("root"))?;
+        chain_root_first.push(root.der().to_vec());
+        let mut issuer = root;
+        for i in 1..spec.chain_len - 1 {
+            let remaining = spec.chain_len - 2 - i;
+            let next = rcgen::CertifiedIssuer::signed_by(
+                ca_params(
+                    format!("{} Intermediate CA {i}", spec.subject_cn),
+                    Some(remaining),
+                ),
+                key_pair(spec.issuer_key)?,
+                &issuer,
+            )
+            .map_err(cert_err("intermediate"))?;
+            chain_root_first.push(next.der().to_vec());
+            issuer = next;
+        }
+        let cert = leaf
+            .signed_by(&leaf_key, &issuer)
+            .map_err(cert_err("leaf"))?;
+        chain_root_first.push(cert.der().to_vec());
+        chain_root_first.reverse();
+        certs_der = chain_root_first;
+    }
+    Ok(Generated {
+        certs_der,
+        key_pkcs8_der: Zeroizing::new(leaf_key.serialize_der()),
+        not_before: not_before.unix_timestamp(),
+        not_after: not_after.unix_timestamp(),
+    })
+}
+
+/// The PFX Key Vault would serve: empty password, key and certificates encrypted with
+/// `pbeWithSHA1And3-KeyTripleDES-CBC` (2000 iterations), SHA-1 MAC (2000 iterations).
+pub fn to_pkcs12(generated: &Generated) -> Result<Vec<u8>, GenerateError> {
+    use p12_keystore::{
+        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+        PrivateKeyChain,
+    };
+    let p12 = |e: p12_keystore::error::Error| GenerateError::Pkcs12(e.to_string());
+    let key = PrivateKey::from_der(&generated.key_pkcs8_der).map_err(p12)?;
+    let certs = generated
+        .certs_der
+        .iter()
+        .map(|der| Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(p12)?;
+    let mut store = KeyStore::new();
+    // Key Vault's PFX uses localKeyID 01 00 00 00 and a GUID friendly name.
+    let alias = uuid_like();
+    store.add_entry(
+        &alias,
+        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(vec![1u8, 0, 0, 0], key, certs)),
+    );
+    store
+        .writer("")
+        .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
+        .encryption_iterations(2000)
+        .mac_algorithm(MacAlgorithm::HmacSha1)
+        .mac_iterations(2000)
+        .write()
+        .map_err(p12)
+}
+
+/// The PEM text Key Vault would serve: `PRIVATE KEY` (PKCS#8) first, then each certificate
+/// (leaf first), LF line endings, 64-character lines, ending in a newline.
+pub fn to_pem(generated: &Generated) -> Zeroizing<String> {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    let mut out = Zeroizing::new(pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", generated.key_pkcs8_der.to_vec()),
+        config,
+    ));
+    for der in &generated.certs_der {
+        out.push_str(&pem::encode_config(
+            &pem::Pem::new("CERTIFICATE", der.clone()),
+            config,
+        ));
+    }
+    out
+}
+
+/// The secret value for `format`: PEM text, or standard base64 of the PFX (no line breaks).
+pub fn secret_value(
+    generated: &Generated,
+    format: Format,
+) -> Result<Zeroizing<String>, GenerateError> {
+    use base64::Engine;
+    Ok(match format {
+        Format::Pem => to_pem(generated),
+        Format::Pkcs12 => {
+            let pfx = Zeroizing::new(to_pkcs12(generated)?);
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*pfx))
+        }
+    })
+}
+
+/// A random RFC 4122 version 4 identifier in its usual text form.
+pub(crate) fn uuid_like() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(key: KeyKind, chain_len: u8) -> CertSpec {
+        CertSpec {
+            key,
+            chain_len,
+            ..CertSpec::default()
+        }
+    }
+
+    #[test]
+    fn chain_is_leaf_first_and_each_certificate_is_issued_by_the_next() {
+        let g = generate(&spec(KeyKind::EcP256, 4)).unwrap();
+        assert_eq!(g.certs_der.len(), 4);
+        let parsed: Vec<_> = g
+            .certs_der
+            .iter()
+            .map(|d| x509_parser::parse_x509_certificate(d).unwrap().1)
+            .collect();
+        for pair in parsed.windows(2) {
+            assert_eq!(pair[0].issuer(), pair[1].subject());
+            pair[0]
+                .verify_signature(Some(pair[1].public_key()))
+                .unwrap();
+        }
+        let root = parsed.last().unwrap();
+        assert_eq!(root.issuer(), root.subject());
+        assert!(!parsed[0].is_ca());
+    }
+
+    #[test]
+    fn self_signed_leaf_verifies_with_its_own_key() {
+        let g = generate(&spec(KeyKind::EcP384, 1)).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&g.certs_der[0]).unwrap();
+        cert.verify_signature(None).unwrap();
+        assert_eq!(cert.validity().not_before.timestamp(), g.not_before);
+        assert_eq!(cert.validity().not_after.timestamp(), g.not_after);
+    }
+
+    #[test]
+    fn pem_puts_the_key_first_then_the_chain() {
+        let g = generate(&spec(KeyKind::EcP256, 2)).unwrap();
+        let text = to_pem(&g);
+        let blocks = pem::parse_many(text.as_bytes()).unwrap();
+        let tags: Vec<_> = blocks.iter().map(|b| b.tag().to_owned()).collect();
+        assert_eq!(tags, ["PRIVATE KEY", "CERTIFICATE", "CERTIFICATE"]);
+        assert_eq!(blocks[1].contents(), g.certs_der[0].as_slice());
+        assert!(text.ends_with('\n') && !text.contains('\r'));
+    }
+
+    #[test]
+    fn pkcs12_opens_with_an_empty_password_and_holds_key_and_chain() {
+        let g = generate(&spec(KeyKind::Rsa2048, 2)).unwrap();
+        let pfx = to_pkcs12(&g).unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &pfx,
+            "",
+            p12_keystore::Pkcs12ImportPolicy::default(),
+        )
+        .unwrap();
+        let (_, chain) = store.private_key_chain().unwrap();
+        assert_eq!(chain.key().as_der(), g.key_pkcs8_der.as_slice());
+        let certs: Vec<_> = chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
+        assert_eq!(certs[0], g.certs_der[0]);
+        assert_eq!(certs.len(), 2);
+    }
+
+    #[test]
+    fn out_of_range_chain_length_is_refused() {
+        assert!(matches!(
+            generate(&spec(KeyKind::EcP256, 5)),
+            Err(GenerateError::ChainLength(5))
+        ));
+        assert!(matches!(
+            generate(&spec(KeyKind::EcP256, 0)),
+            Err(GenerateError::ChainLength(0))
+        ));
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let g = generate(&spec(KeyKind::EcP256, 1)).unwrap();
+        let shown = format!("{g:?}");
+        assert!(shown.contains("redacted"));
+        assert!(!shown.contains(&hex::encode(&g.key_pkcs8_der[..8])));
+    }
+}
