@@ -115,6 +115,8 @@ pub struct NetConfig {
     /// PEM text of extra trusted CAs.
     pub extra_ca_pem: Option<Vec<u8>>,
     pub extra_ca_path: Option<String>,
+    /// Time limit of a whole request (default 30 s).
+    pub request_timeout: Option<Duration>,
 }
 
 impl NetConfig {
@@ -138,6 +140,7 @@ impl NetConfig {
             connect_to,
             extra_ca_pem,
             extra_ca_path,
+            request_timeout: None,
         })
     }
 
@@ -173,7 +176,7 @@ impl NetConfig {
             }))
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            .timeout(self.request_timeout.unwrap_or(Duration::from_secs(30)))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("akv-sync/", env!("CARGO_PKG_VERSION")))
             .build()?;
