@@ -1,2 +1,417 @@
 //! Certificate material: a Key Vault secret value (PKCS#12 or PEM) → a verified, ordered
-//! full chain with its private key. Pure: no I/O. (Filled by the Material issue.)
+//! full chain with its private key (SPEC §2.2, §3). Pure: no I/O, no clock (the caller
+//! passes `now`).
+//!
+//! What comes in is never trusted for order: the leaf is the certificate whose public key
+//! matches the private key (derived from the private key, not read beside it), and each next
+//! certificate is the issuer of the one before (subject/issuer names, authority/subject key
+//! identifiers). Key Vault returns some merged PFX files reversed; this makes that moot.
+//! Certificates on no path from the leaf are dropped with a warning.
+//!
+//! ```text
+//! value + content type ──► bags/blocks ──► keys (PKCS#8, public key derived)
+//!                                      └─► certificates (parsed) ──► leaf ─► issuer ─► … ─► root?
+//! ```
+
+mod chain;
+mod der;
+mod key;
+mod pem_text;
+mod pkcs12;
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use sha1::Digest as _;
+use zeroize::Zeroizing;
+
+/// Key Vault refuses secret values over 25 KB; anything bigger did not come from it.
+pub const MAX_VALUE_BYTES: usize = 25 * 1024;
+/// The longest path (leaf included) we accept; real chains have 2 to 4 certificates.
+pub const MAX_CHAIN_DEPTH: usize = 10;
+
+/// The two content types Key Vault gives certificate secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    /// `application/x-pkcs12`: the value is a base64 PFX without a password.
+    Pkcs12,
+    /// `application/x-pem-file`: the value is PEM text (Key Vault puts the key first).
+    Pem,
+}
+
+impl ContentType {
+    /// The media type as Key Vault writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Pkcs12 => "application/x-pkcs12",
+            ContentType::Pem => "application/x-pem-file",
+        }
+    }
+}
+
+impl fmt::Display for ContentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ContentType {
+    type Err = MaterialError;
+
+    /// Case-insensitive; parameters (`; charset=…`) and surrounding blanks are ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let essence = s
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-pkcs12" => Ok(ContentType::Pkcs12),
+            "application/x-pem-file" => Ok(ContentType::Pem),
+            _ => Err(MaterialError::UnknownContentType {
+                content_type: printable(s, 80),
+            }),
+        }
+    }
+}
+
+/// Why a secret value was refused. Nothing is produced for a refused value. No message ever
+/// contains key bytes or any part of the secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaterialError {
+    #[error(
+        "unknown content type {content_type:?}: expected application/x-pkcs12 or application/x-pem-file"
+    )]
+    UnknownContentType { content_type: String },
+    #[error(
+        "the secret value is {size} bytes, over Key Vault's limit of {limit}: it did not come from Key Vault"
+    )]
+    TooLarge { size: usize, limit: usize },
+    #[error("the secret value is empty")]
+    Empty,
+    #[error("{location} is not valid base64")]
+    BadBase64 { location: &'static str },
+    #[error("{what} is truncated: its DER length says more bytes follow than there are")]
+    TruncatedDer { what: String },
+    #[error("the PKCS#12 file is malformed: {reason}")]
+    MalformedPkcs12 { reason: String },
+    #[error(
+        "this PFX needs a password; Key Vault certificates have none — was it uploaded as a plain secret?"
+    )]
+    PasswordProtected,
+    #[error(
+        "the PEM value holds an encrypted private key; Key Vault certificates have none — was it uploaded as a plain secret?"
+    )]
+    EncryptedPemKey,
+    #[error(
+        "the value holds no PEM block (is the content type right? a PFX is application/x-pkcs12)"
+    )]
+    NotPem,
+    #[error("the PEM text is malformed: {reason}")]
+    MalformedPem { reason: &'static str },
+    #[error("certificate #{index} (in input order, from 1) is malformed: {reason}")]
+    MalformedCertificate { index: usize, reason: String },
+    #[error("private key #{index} (in input order, from 1) is malformed: {reason}")]
+    MalformedKey { index: usize, reason: &'static str },
+    #[error("private key #{index} is not supported: {what} (RSA 2048–4096 and EC P-256/P-384 are)")]
+    UnsupportedKey { index: usize, what: String },
+    #[error("the value holds no certificate")]
+    NoCertificate,
+    #[error("the value holds no private key")]
+    NoPrivateKey,
+    #[error(
+        "the private key matches none of the {certificates} certificate(s): the key and the certificate do not belong together"
+    )]
+    KeyMatchesNoCertificate { certificates: usize },
+    #[error(
+        "{count} different private keys each match a certificate: cannot tell which one is the leaf's"
+    )]
+    AmbiguousPrivateKeys { count: usize },
+    #[error("the chain from the leaf is {depth} certificates deep, over the limit of {limit}")]
+    ChainTooDeep { depth: usize, limit: usize },
+}
+
+/// Something worth telling the operator about a value that still converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MaterialWarning {
+    /// A certificate on no path from the leaf was left out.
+    UnrelatedCertificateDropped { subject: String },
+    /// Private keys that match no certificate were left out.
+    UnmatchedKeysDropped { count: usize },
+    /// A certificate of the chain has expired (it is installed anyway: the vault decides).
+    Expired { subject: String, not_after: i64 },
+    /// A certificate of the chain is not valid yet.
+    NotYetValid { subject: String, not_before: i64 },
+    /// A PEM block of a type we do not use was ignored.
+    IgnoredPemBlock { label: String },
+}
+
+impl fmt::Display for MaterialWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaterialWarning::UnrelatedCertificateDropped { subject } => write!(
+                f,
+                "certificate {subject:?} is on no path from the leaf and was left out"
+            ),
+            MaterialWarning::UnmatchedKeysDropped { count } => {
+                write!(
+                    f,
+                    "{count} private key(s) matching no certificate were left out"
+                )
+            }
+            MaterialWarning::Expired { subject, not_after } => write!(
+                f,
+                "certificate {subject:?} expired at {} (installed anyway)",
+                utc(*not_after)
+            ),
+            MaterialWarning::NotYetValid {
+                subject,
+                not_before,
+            } => write!(
+                f,
+                "certificate {subject:?} is not valid before {} (installed anyway)",
+                utc(*not_before)
+            ),
+            MaterialWarning::IgnoredPemBlock { label } => {
+                write!(f, "PEM block {label:?} was ignored")
+            }
+        }
+    }
+}
+
+/// A certificate with its key and chain, ready to be written.
+#[derive(Clone)]
+pub struct Material {
+    /// The leaf certificate (DER): the one whose public key matches `private_key`.
+    pub leaf: Vec<u8>,
+    /// The issuers (DER), in order: each certifies the one before; the root last if present.
+    pub chain: Vec<Vec<u8>>,
+    /// The leaf's private key, PKCS#8 DER.
+    pub private_key: Zeroizing<Vec<u8>>,
+    /// The leaf's validity, unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// SHA-1 of the leaf DER: the thumbprint Azure shows.
+    pub thumbprint: [u8; 20],
+    /// SHA-256 of the leaf DER.
+    pub sha256: [u8; 32],
+    /// The leaf's subject (RFC 4514 text), for logs.
+    pub subject: String,
+    /// What was dropped or is worth a look.
+    pub warnings: Vec<MaterialWarning>,
+}
+
+impl fmt::Debug for Material {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Material")
+            .field("subject", &self.subject)
+            .field("thumbprint", &hex::encode_upper(self.thumbprint))
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("chain_len", &self.chain.len())
+            .field("private_key", &"<redacted>")
+            .field("warnings", &self.warnings)
+            .finish()
+    }
+}
+
+impl Material {
+    /// The file the store writes (SPEC §3): leaf, chain…, then the PKCS#8 `PRIVATE KEY`.
+    pub fn full_chain_pem(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(self.fullchain_pem());
+        out.extend_from_slice(&self.key_pem());
+        out
+    }
+
+    /// The leaf alone (certbot's `cert.pem`).
+    pub fn cert_pem(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        pem_block(&mut out, "CERTIFICATE", &self.leaf);
+        out
+    }
+
+    /// The issuers alone, in order (certbot's `chain.pem`); empty for a lone certificate.
+    pub fn chain_pem(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in &self.chain {
+            pem_block(&mut out, "CERTIFICATE", c);
+        }
+        out
+    }
+
+    /// Leaf then issuers (certbot's `fullchain.pem`).
+    pub fn fullchain_pem(&self) -> Vec<u8> {
+        let mut out = self.cert_pem();
+        out.extend_from_slice(&self.chain_pem());
+        out
+    }
+
+    /// The private key, PKCS#8 PEM (certbot's `privkey.pem`).
+    pub fn key_pem(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::new());
+        pem_block(&mut out, "PRIVATE KEY", &self.private_key);
+        out
+    }
+
+    /// The thumbprint as Azure prints it (upper-case hex).
+    pub fn thumbprint_hex(&self) -> String {
+        hex::encode_upper(self.thumbprint)
+    }
+}
+
+/// Appends one PEM block: LF line endings, 64-column base64.
+fn pem_block(out: &mut Vec<u8>, label: &str, der: &[u8]) {
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    out.reserve(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.extend_from_slice(b"-----BEGIN ");
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"-----END ");
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"-----\n");
+}
+
+/// A private key as found, before normalisation.
+pub(crate) enum RawKey {
+    Pkcs8(Zeroizing<Vec<u8>>),
+    Pkcs1(Zeroizing<Vec<u8>>),
+    Sec1(Zeroizing<Vec<u8>>),
+}
+
+/// Converts a Key Vault secret value to [`Material`].
+///
+/// `content_type` is the secret's `contentType`; `now` (unix seconds) is only used for the
+/// expired / not-yet-valid warnings.
+pub fn convert(value: &str, content_type: &str, now: i64) -> Result<Material, MaterialError> {
+    let content_type: ContentType = content_type.parse()?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(MaterialError::TooLarge {
+            size: value.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    if value.trim().is_empty() {
+        return Err(MaterialError::Empty);
+    }
+    let mut warnings = Vec::new();
+    let (raw_keys, certs) = match content_type {
+        ContentType::Pkcs12 => {
+            let compact: Zeroizing<Vec<u8>> =
+                Zeroizing::new(value.bytes().filter(|b| !b.is_ascii_whitespace()).collect());
+            let der = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&*compact)
+                    .map_err(|_| MaterialError::BadBase64 {
+                        location: "the PKCS#12 value",
+                    })?,
+            );
+            let bags = pkcs12::read(&der).map_err(|f| match f {
+                pkcs12::Pkcs12Fault::Truncated => MaterialError::TruncatedDer {
+                    what: "the PKCS#12 file".into(),
+                },
+                pkcs12::Pkcs12Fault::Malformed(reason) => MaterialError::MalformedPkcs12 { reason },
+                pkcs12::Pkcs12Fault::PasswordProtected => MaterialError::PasswordProtected,
+            })?;
+            (
+                bags.keys.into_iter().map(RawKey::Pkcs8).collect::<Vec<_>>(),
+                bags.certs,
+            )
+        }
+        ContentType::Pem => {
+            let blocks = pem_text::read(value, &mut warnings)?;
+            (blocks.keys, blocks.certs)
+        }
+    };
+    assemble(raw_keys, certs, now, warnings)
+}
+
+/// Keys and certificates (any order) → [`Material`].
+fn assemble(
+    raw_keys: Vec<RawKey>,
+    certs: Vec<Vec<u8>>,
+    now: i64,
+    mut warnings: Vec<MaterialWarning>,
+) -> Result<Material, MaterialError> {
+    // Certificates first: "no certificate" is the more useful message for a bare key.
+    let mut parsed = Vec::with_capacity(certs.len());
+    for (i, der) in certs.iter().enumerate() {
+        parsed.push(chain::Cert::parse(der, i + 1)?);
+    }
+    if parsed.is_empty() {
+        return Err(MaterialError::NoCertificate);
+    }
+    if raw_keys.is_empty() {
+        return Err(MaterialError::NoPrivateKey);
+    }
+    let mut keys: Vec<key::PrivateKey> = Vec::with_capacity(raw_keys.len());
+    for (i, raw) in raw_keys.into_iter().enumerate() {
+        let index = i + 1;
+        let read = match &raw {
+            RawKey::Pkcs8(d) => key::from_pkcs8(d),
+            RawKey::Pkcs1(d) => key::from_pkcs1(d),
+            RawKey::Sec1(d) => key::from_sec1(d),
+        };
+        let k = read.map_err(|f| match f {
+            key::KeyFault::Truncated => MaterialError::TruncatedDer {
+                what: format!("private key #{index}"),
+            },
+            key::KeyFault::Malformed(reason) => MaterialError::MalformedKey { index, reason },
+            key::KeyFault::Unsupported(what) => MaterialError::UnsupportedKey { index, what },
+        })?;
+        // The same key twice (PFX files do that) counts once.
+        if !keys.iter().any(|o| o.public == k.public) {
+            keys.push(k);
+        }
+    }
+    let chosen = chain::order(&parsed, &keys, &mut warnings)?;
+    let leaf = &parsed[chosen.leaf];
+    for &i in std::iter::once(&chosen.leaf).chain(&chosen.chain) {
+        let c = &parsed[i];
+        if c.not_after < now {
+            warnings.push(MaterialWarning::Expired {
+                subject: c.subject.clone(),
+                not_after: c.not_after,
+            });
+        } else if c.not_before > now {
+            warnings.push(MaterialWarning::NotYetValid {
+                subject: c.subject.clone(),
+                not_before: c.not_before,
+            });
+        }
+    }
+    let leaf_der = certs[chosen.leaf].clone();
+    let thumbprint: [u8; 20] = sha1::Sha1::digest(&leaf_der).into();
+    let sha256: [u8; 32] = sha2::Sha256::digest(&leaf_der).into();
+    Ok(Material {
+        chain: chosen.chain.iter().map(|&i| certs[i].clone()).collect(),
+        private_key: Zeroizing::new(keys[chosen.key].pkcs8.to_vec()),
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
+        thumbprint,
+        sha256,
+        subject: leaf.subject.clone(),
+        warnings,
+        leaf: leaf_der,
+    })
+}
+
+/// `s` with control characters removed, cut to `max` characters (for messages).
+fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// Unix seconds as an RFC 3339 UTC time (for warnings).
+fn utc(secs: i64) -> String {
+    match x509_parser::time::ASN1Time::from_timestamp(secs) {
+        Ok(t) => t.to_string(),
+        Err(_) => format!("unix time {secs}"),
+    }
+}

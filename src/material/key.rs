@@ -1,0 +1,322 @@
+//! Private keys: every accepted form (PKCS#8, PKCS#1 `RSA PRIVATE KEY`, SEC1 `EC PRIVATE KEY`)
+//! becomes PKCS#8, and its public key is *derived* from the private key so it can be compared
+//! with a certificate's SubjectPublicKeyInfo.
+//!
+//! The derivation uses `ring`, already in the build through rustls: `RsaKeyPair::from_pkcs8`
+//! checks that the RSA components are consistent (so the `n`/`e` we compare are the private
+//! key's, not just bytes copied next to it), and `EcdsaKeyPair::from_pkcs8` recomputes `d·G`
+//! and rejects a key whose embedded public point differs. RustCrypto's `rsa` would have added
+//! a crate flagged by RUSTSEC-2023-0071 (cargo-deny) plus `p256`/`p384` builds, for no gain here.
+
+use ring::signature::{self, KeyPair};
+use zeroize::Zeroizing;
+
+use super::der::{self, DerFault};
+
+/// DER content octets of the OIDs we look for.
+const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// The named curves we accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Curve {
+    P256,
+    P384,
+}
+
+impl Curve {
+    fn oid(self) -> &'static [u8] {
+        match self {
+            Curve::P256 => OID_P256,
+            Curve::P384 => OID_P384,
+        }
+    }
+    fn from_oid(oid: &[u8]) -> Option<Curve> {
+        match oid {
+            OID_P256 => Some(Curve::P256),
+            OID_P384 => Some(Curve::P384),
+            _ => None,
+        }
+    }
+}
+
+/// A public key in the form we compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PublicKey {
+    /// Modulus and exponent, big-endian, without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// The uncompressed point `04 || x || y`.
+    Ec { curve: Curve, point: Vec<u8> },
+}
+
+/// Why a private key was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyFault {
+    Truncated,
+    /// Structurally wrong, or rejected by the crypto library (inconsistent components…).
+    Malformed(&'static str),
+    /// A well-formed key of a kind we do not handle; the string names it.
+    Unsupported(String),
+}
+
+impl From<DerFault> for KeyFault {
+    fn from(f: DerFault) -> Self {
+        match f {
+            DerFault::Truncated => KeyFault::Truncated,
+            DerFault::Malformed => KeyFault::Malformed("not a DER structure"),
+        }
+    }
+}
+
+/// A private key, normalised to PKCS#8, with its derived public key.
+pub(crate) struct PrivateKey {
+    pub pkcs8: Zeroizing<Vec<u8>>,
+    pub public: PublicKey,
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+fn strip_zeros(b: &[u8]) -> Vec<u8> {
+    let skip = b.iter().take_while(|&&x| x == 0).count();
+    b[skip..].to_vec()
+}
+
+/// Reads a PKCS#8 `PrivateKeyInfo` (v1 or v2).
+pub(crate) fn from_pkcs8(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
+    der::check_complete_sequence(der_bytes)?;
+    let (info, _) = der::expect(der_bytes, der::SEQUENCE)?;
+    let (_version, rest) = der::expect(info.value, der::INTEGER)?;
+    let (alg, _) = der::expect(rest, der::SEQUENCE)?;
+    let (oid, params) = der::expect(alg.value, der::OID)?;
+    match oid.value {
+        OID_RSA_ENCRYPTION => {
+            let pair = signature::RsaKeyPair::from_pkcs8(der_bytes)
+                .map_err(|e| rsa_fault(e, der_bytes))?;
+            let components = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+            Ok(PrivateKey {
+                pkcs8: Zeroizing::new(der_bytes.to_vec()),
+                public: PublicKey::Rsa {
+                    n: strip_zeros(&components.n),
+                    e: strip_zeros(&components.e),
+                },
+            })
+        }
+        OID_EC_PUBLIC_KEY => {
+            let (curve_oid, _) = der::expect(params, der::OID)
+                .map_err(|_| KeyFault::Unsupported("EC key without a named curve".into()))?;
+            let curve = Curve::from_oid(curve_oid.value).ok_or_else(|| {
+                KeyFault::Unsupported(format!("EC key on curve {}", oid_text(curve_oid.value)))
+            })?;
+            let alg = match curve {
+                Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                Curve::P384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            };
+            let rng = ring::rand::SystemRandom::new();
+            let pair = signature::EcdsaKeyPair::from_pkcs8(alg, der_bytes, &rng).map_err(|_| {
+                KeyFault::Malformed("EC key rejected (inconsistent, or without its public point)")
+            })?;
+            Ok(PrivateKey {
+                pkcs8: Zeroizing::new(der_bytes.to_vec()),
+                public: PublicKey::Ec {
+                    curve,
+                    point: pair.public_key().as_ref().to_vec(),
+                },
+            })
+        }
+        other => Err(KeyFault::Unsupported(format!(
+            "private key algorithm {}",
+            oid_text(other)
+        ))),
+    }
+}
+
+fn rsa_fault(e: ring::error::KeyRejected, der_bytes: &[u8]) -> KeyFault {
+    // ring only handles 2048–4096-bit moduli; say so rather than "invalid".
+    match e.to_string().as_str() {
+        "TooSmall" | "TooLarge" => KeyFault::Unsupported(format!(
+            "RSA key of {} bits (2048 to 4096 are supported)",
+            rsa_bits(der_bytes).unwrap_or(0)
+        )),
+        _ => KeyFault::Malformed("RSA key rejected (inconsistent components)"),
+    }
+}
+
+/// The modulus size of a PKCS#8 RSA key, read without trusting it.
+fn rsa_bits(pkcs8: &[u8]) -> Option<usize> {
+    let (info, _) = der::expect(pkcs8, der::SEQUENCE).ok()?;
+    let (_, rest) = der::expect(info.value, der::INTEGER).ok()?;
+    let (_, rest) = der::expect(rest, der::SEQUENCE).ok()?;
+    let (inner, _) = der::expect(rest, der::OCTET_STRING).ok()?;
+    let (rsa, _) = der::expect(inner.value, der::SEQUENCE).ok()?;
+    let (_, rest) = der::expect(rsa.value, der::INTEGER).ok()?;
+    let (n, _) = der::expect(rest, der::INTEGER).ok()?;
+    let n = strip_zeros(n.value);
+    Some(n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize))
+}
+
+/// Wraps a PKCS#1 `RSAPrivateKey` into PKCS#8 and reads it.
+pub(crate) fn from_pkcs1(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
+    der::check_complete_sequence(der_bytes)?;
+    let alg = der::tlv(
+        der::SEQUENCE,
+        &[&der::tlv(der::OID, &[OID_RSA_ENCRYPTION]), &[der::NULL, 0]],
+    );
+    let pkcs8 = der::tlv(
+        der::SEQUENCE,
+        &[
+            &[der::INTEGER, 1, 0],
+            &alg,
+            &der::tlv(der::OCTET_STRING, &[der_bytes]),
+        ],
+    );
+    from_pkcs8(&pkcs8)
+}
+
+/// Wraps a SEC1 `ECPrivateKey` into PKCS#8 (curve moved to the algorithm identifier, as
+/// OpenSSL writes it) and reads it.
+pub(crate) fn from_sec1(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
+    der::check_complete_sequence(der_bytes)?;
+    let (seq, _) = der::expect(der_bytes, der::SEQUENCE)?;
+    let (version, rest) = der::expect(seq.value, der::INTEGER)?;
+    if version.value != [1] {
+        return Err(KeyFault::Malformed("SEC1 key version is not 1"));
+    }
+    let (secret, mut rest) = der::expect(rest, der::OCTET_STRING)?;
+    let mut curve = None;
+    let mut public = None;
+    while !rest.is_empty() {
+        let (t, r) = der::read_tlv(rest)?;
+        match t.tag {
+            der::CONTEXT_0 => {
+                let (oid, _) = der::expect(t.value, der::OID)?;
+                curve = Some(Curve::from_oid(oid.value).ok_or_else(|| {
+                    KeyFault::Unsupported(format!("EC key on curve {}", oid_text(oid.value)))
+                })?);
+            }
+            der::CONTEXT_1 => public = Some(t.raw),
+            _ => return Err(KeyFault::Malformed("unexpected field in SEC1 key")),
+        }
+        rest = r;
+    }
+    // Without parameters the scalar's length still tells the curve apart.
+    let curve = match (curve, secret.value.len()) {
+        (Some(c), _) => c,
+        (None, 32) => Curve::P256,
+        (None, 48) => Curve::P384,
+        (None, _) => return Err(KeyFault::Unsupported("EC key without a named curve".into())),
+    };
+    let public = public.ok_or(KeyFault::Malformed(
+        "SEC1 key without its public point (regenerate it with OpenSSL)",
+    ))?;
+    let inner = der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 1], secret.raw, public]);
+    let alg = der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(der::OID, &[OID_EC_PUBLIC_KEY]),
+            &der::tlv(der::OID, &[curve.oid()]),
+        ],
+    );
+    let pkcs8 = der::tlv(
+        der::SEQUENCE,
+        &[
+            &[der::INTEGER, 1, 0],
+            &alg,
+            &der::tlv(der::OCTET_STRING, &[&inner]),
+        ],
+    );
+    from_pkcs8(&pkcs8)
+}
+
+/// Reads a certificate's SubjectPublicKeyInfo (DER) into the form we compare; `None` for
+/// algorithms we do not handle (such a certificate can never be the leaf).
+pub(crate) fn spki_public_key(spki: &[u8]) -> Option<PublicKey> {
+    let (seq, _) = der::expect(spki, der::SEQUENCE).ok()?;
+    let (alg, rest) = der::expect(seq.value, der::SEQUENCE).ok()?;
+    let (bits, _) = der::expect(rest, der::BIT_STRING).ok()?;
+    let (&unused, key) = bits.value.split_first()?;
+    if unused != 0 {
+        return None;
+    }
+    let (oid, params) = der::expect(alg.value, der::OID).ok()?;
+    match oid.value {
+        OID_RSA_ENCRYPTION => {
+            let (rsa, _) = der::expect(key, der::SEQUENCE).ok()?;
+            let (n, rest) = der::expect(rsa.value, der::INTEGER).ok()?;
+            let (e, _) = der::expect(rest, der::INTEGER).ok()?;
+            Some(PublicKey::Rsa {
+                n: strip_zeros(n.value),
+                e: strip_zeros(e.value),
+            })
+        }
+        OID_EC_PUBLIC_KEY => {
+            let (curve, _) = der::expect(params, der::OID).ok()?;
+            Some(PublicKey::Ec {
+                curve: Curve::from_oid(curve.value)?,
+                point: key.to_vec(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Dotted text of an OID's content octets (for messages).
+pub(crate) fn oid_text(bytes: &[u8]) -> String {
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut acc: u64 = 0;
+    for &b in bytes {
+        acc = (acc << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            if arcs.is_empty() {
+                let first = (acc / 40).min(2);
+                arcs.push(first);
+                arcs.push(acc - first * 40);
+            } else {
+                arcs.push(acc);
+            }
+            acc = 0;
+        }
+        if arcs.len() > 32 {
+            break;
+        }
+    }
+    arcs.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oid_text_reads_curve_names() {
+        assert_eq!(oid_text(OID_P256), "1.2.840.10045.3.1.7");
+        assert_eq!(oid_text(OID_P384), "1.3.132.0.34");
+        assert_eq!(oid_text(OID_RSA_ENCRYPTION), "1.2.840.113549.1.1.1");
+    }
+
+    #[test]
+    fn truncated_pkcs8_is_reported_as_truncated() {
+        let rng = ring::rand::SystemRandom::new();
+        let doc = signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let full = doc.as_ref();
+        assert!(from_pkcs8(full).is_ok());
+        assert_eq!(
+            from_pkcs8(&full[..full.len() - 3]).unwrap_err(),
+            KeyFault::Truncated
+        );
+    }
+}
