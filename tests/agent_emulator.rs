@@ -14,7 +14,12 @@ async fn full_sync_of_several_vaults_and_clouds() {
     let w = World::start().await;
     w.create(&[("alpha", "web"), ("alpha", "api"), ("beta", "portal")]);
     let cn = w.emulator.control();
-    cn.create_certificate("gamma", "site", ec(akv_sync::emulator::generator::Format::Pkcs12, 3)).unwrap();
+    cn.create_certificate(
+        "gamma",
+        "site",
+        ec(akv_sync::emulator::generator::Format::Pkcs12, 3),
+    )
+    .unwrap();
     let urls = vec![
         url("alpha", "web"),
         url("alpha", "api"),
@@ -25,14 +30,27 @@ async fn full_sync_of_several_vaults_and_clouds() {
     let agent = w.start_agent(&w.settings(&urls, json!({})), &probe);
     let status = wait_state(&agent, State::Success).await;
     assert!(status.message.contains("4 of 4"), "{}", status.message);
-    for (vault, name) in [("alpha", "web"), ("alpha", "api"), ("beta", "portal"), ("gamma", "site")] {
-        let version = w.installed(vault, name).unwrap_or_else(|| panic!("{vault}/{name} not installed"));
+    for (vault, name) in [
+        ("alpha", "web"),
+        ("alpha", "api"),
+        ("beta", "portal"),
+        ("gamma", "site"),
+    ] {
+        let version = w
+            .installed(vault, name)
+            .unwrap_or_else(|| panic!("{vault}/{name} not installed"));
         assert_eq!(Some(version.clone()), cn.current_version(vault, name));
         let file = w.store.join(format!("{vault}.{name}.{version}"));
         assert_full_chain(&file);
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    assert_eq!(std::fs::metadata(&w.store).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&w.store).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     agent.shutdown().await;
 }
 
@@ -41,7 +59,10 @@ async fn a_rotation_is_picked_up_by_the_next_poll() {
     let w = World::start().await;
     let v1 = w.create(&[("alpha", "web")]).remove(0);
     let (probe, mut events) = probe();
-    let agent = w.start_agent(&w.settings(&[url("alpha", "web")], json!({"pollingIntervalInS": "1"})), &probe);
+    let agent = w.start_agent(
+        &w.settings(&[url("alpha", "web")], json!({"pollingIntervalInS": "1"})),
+        &probe,
+    );
     wait_state(&agent, State::Success).await;
     assert_eq!(w.installed("alpha", "web"), Some(v1.clone()));
     let v2 = w.emulator.control().rotate("alpha", "web").unwrap();
@@ -53,7 +74,10 @@ async fn a_rotation_is_picked_up_by_the_next_poll() {
         o => o,
     };
     match outcome {
-        CheckOutcome::Updated { version, report: InstallReport::Installed { previous_version } } => {
+        CheckOutcome::Updated {
+            version,
+            report: InstallReport::Installed { previous_version },
+        } => {
             assert_eq!(version, v2);
             assert_eq!(previous_version, Some(v1.clone()));
         }
@@ -72,21 +96,65 @@ async fn faults_leave_the_last_good_files_and_recover() {
     let vault_fault = |action: FaultAction| Fault::new(FaultTarget::Vault, "/secrets/*", action);
     let cases: Vec<(&str, Option<Fault>)> = vec![
         ("403 after a role removal", None),
-        ("404", Some(vault_fault(FaultAction::Status { status: 404, body: None, retry_after: None }))),
-        ("429 with Retry-After", Some(vault_fault(FaultAction::Status { status: 429, body: None, retry_after: Some(1) }))),
-        ("429 without Retry-After", Some(vault_fault(FaultAction::Status { status: 429, body: None, retry_after: None }))),
-        ("500", Some(vault_fault(FaultAction::Status { status: 500, body: None, retry_after: None }))),
-        ("503", Some(vault_fault(FaultAction::Status { status: 503, body: None, retry_after: None }))),
-        ("timeout", Some(vault_fault(FaultAction::Delay { millis: 5_000 }))),
+        (
+            "404",
+            Some(vault_fault(FaultAction::Status {
+                status: 404,
+                body: None,
+                retry_after: None,
+            })),
+        ),
+        (
+            "429 with Retry-After",
+            Some(vault_fault(FaultAction::Status {
+                status: 429,
+                body: None,
+                retry_after: Some(1),
+            })),
+        ),
+        (
+            "429 without Retry-After",
+            Some(vault_fault(FaultAction::Status {
+                status: 429,
+                body: None,
+                retry_after: None,
+            })),
+        ),
+        (
+            "500",
+            Some(vault_fault(FaultAction::Status {
+                status: 500,
+                body: None,
+                retry_after: None,
+            })),
+        ),
+        (
+            "503",
+            Some(vault_fault(FaultAction::Status {
+                status: 503,
+                body: None,
+                retry_after: None,
+            })),
+        ),
+        (
+            "timeout",
+            Some(vault_fault(FaultAction::Delay { millis: 5_000 })),
+        ),
         ("connection reset", Some(vault_fault(FaultAction::Reset))),
         ("garbage body", Some(vault_fault(FaultAction::GarbageBody))),
-        ("truncated body", Some(vault_fault(FaultAction::TruncatedBody))),
+        (
+            "truncated body",
+            Some(vault_fault(FaultAction::TruncatedBody)),
+        ),
     ];
     for (what, fault) in cases {
         let w = World::start().await;
         let v1 = w.create(&[("alpha", "web")]).remove(0);
         let (probe, mut events) = probe();
-        let agent = w.start_agent(&w.settings(&[url("alpha", "web")], json!({"pollingIntervalInS": "1"})), &probe);
+        let agent = w.start_agent(
+            &w.settings(&[url("alpha", "web")], json!({"pollingIntervalInS": "1"})),
+            &probe,
+        );
         wait_state(&agent, State::Success).await;
         let good = std::fs::read(w.store.join(format!("alpha.web.{v1}"))).unwrap();
         let control = w.emulator.control();
@@ -96,18 +164,34 @@ async fn faults_leave_the_last_good_files_and_recover() {
             None => control.revoke("alpha", &system),
         }
         let v2 = control.rotate("alpha", "web").unwrap();
-        let failed = wait_check(&mut events, "alpha/web", |o| matches!(o, CheckOutcome::Failed { .. })).await;
+        let failed = wait_check(&mut events, "alpha/web", |o| {
+            matches!(o, CheckOutcome::Failed { .. })
+        })
+        .await;
         if let CheckOutcome::Failed { error, .. } = &failed {
             assert!(!error.is_empty(), "{what}");
             if fault.is_none() {
                 assert!(error.contains("Key Vault Secrets User"), "{what}: {error}");
             }
         }
-        assert_eq!(w.installed("alpha", "web"), Some(v1.clone()), "{what}: the link stays");
-        assert_eq!(std::fs::read(w.store.join(format!("alpha.web.{v1}"))).unwrap(), good, "{what}: the file stays");
+        assert_eq!(
+            w.installed("alpha", "web"),
+            Some(v1.clone()),
+            "{what}: the link stays"
+        );
+        assert_eq!(
+            std::fs::read(w.store.join(format!("alpha.web.{v1}"))).unwrap(),
+            good,
+            "{what}: the file stays"
+        );
         control.clear_faults();
         control.grant("alpha", &system);
-        wait_check(&mut events, "alpha/web", |o| matches!(o, CheckOutcome::Updated { version, .. } if *version == v2)).await;
+        wait_check(
+            &mut events,
+            "alpha/web",
+            |o| matches!(o, CheckOutcome::Updated { version, .. } if *version == v2),
+        )
+        .await;
         assert_eq!(w.installed("alpha", "web"), Some(v2), "{what}: recovered");
         agent.shutdown().await;
     }
@@ -119,13 +203,22 @@ async fn a_rate_limited_vault_is_paused_and_every_certificate_still_arrives() {
     let names: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
     let pairs: Vec<(&str, &str)> = names.iter().map(|n| ("alpha", n.as_str())).collect();
     w.create(&pairs);
-    w.emulator.control().set_rate_limit("alpha", Some(RateLimit { per10s: 10, retry_after: Some(1) }));
+    w.emulator.control().set_rate_limit(
+        "alpha",
+        Some(RateLimit {
+            per10s: 10,
+            retry_after: Some(1),
+        }),
+    );
     let urls: Vec<String> = names.iter().map(|n| url("alpha", n)).collect();
     let (probe, _events) = probe();
     let agent = w.start_agent(&w.settings(&urls, json!({})), &probe);
     wait_state(&agent, State::Success).await;
     let counters = w.emulator.control().counters();
-    assert!(counters.vault_requests("alpha", Some(429)) > 0, "the limit was hit");
+    assert!(
+        counters.vault_requests("alpha", Some(429)) > 0,
+        "the limit was hit"
+    );
     for n in &names {
         assert!(w.installed("alpha", n).is_some(), "{n}");
     }
@@ -137,21 +230,33 @@ async fn a_token_shared_by_a_thousand_watchers_is_requested_once() {
     let w = World::start().await;
     let control = w.emulator.control();
     // One real certificate served under 1,000 names (generating 1,000 keys would dominate).
-    let generated = akv_sync::emulator::generator::generate(&ec(akv_sync::emulator::generator::Format::Pem, 2)).unwrap();
+    let generated =
+        akv_sync::emulator::generator::generate(&ec(akv_sync::emulator::generator::Format::Pem, 2))
+            .unwrap();
     let pem = akv_sync::emulator::generator::to_pem(&generated);
     let urls: Vec<String> = (0..1000)
         .map(|i| {
             let name = format!("c{i}");
-            control.set_raw_secret("fleet", &name, &pem, "application/x-pem-file").unwrap();
+            control
+                .set_raw_secret("fleet", &name, &pem, "application/x-pem-file")
+                .unwrap();
             url("fleet", &name)
         })
         .collect();
     let (probe, _events) = probe();
     let agent = w.start_agent(&w.settings(&urls, json!({})), &probe);
     let status = wait_state(&agent, State::Success).await;
-    assert!(status.message.contains("1000 of 1000"), "{}", status.message);
+    assert!(
+        status.message.contains("1000 of 1000"),
+        "{}",
+        status.message
+    );
     let counters = control.counters();
-    assert_eq!(counters.tokens_for(&IdentityRef::SystemAssigned), 1, "one token for 1,000 watchers");
+    assert_eq!(
+        counters.tokens_for(&IdentityRef::SystemAssigned),
+        1,
+        "one token for 1,000 watchers"
+    );
     agent.shutdown().await;
 }
 
@@ -160,19 +265,36 @@ async fn bad_material_is_refused_and_the_last_good_version_stays() {
     let w = World::start().await;
     let v1 = w.create(&[("alpha", "web")]).remove(0);
     let (probe, mut events) = probe();
-    let agent = w.start_agent(&w.settings(&[url("alpha", "web")], json!({"pollingIntervalInS": "1"})), &probe);
+    let agent = w.start_agent(
+        &w.settings(&[url("alpha", "web")], json!({"pollingIntervalInS": "1"})),
+        &probe,
+    );
     wait_state(&agent, State::Success).await;
     let control = w.emulator.control();
     for (value, content_type) in [
         ("not base64 at all!", "application/x-pkcs12"),
-        ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "application/x-pem-file"),
+        (
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "application/x-pem-file",
+        ),
         ("hello", "text/plain"),
     ] {
-        control.set_raw_secret("alpha", "web", value, content_type).unwrap();
-        let failed = wait_check(&mut events, "alpha/web", |o| matches!(o, CheckOutcome::Failed { .. })).await;
+        control
+            .set_raw_secret("alpha", "web", value, content_type)
+            .unwrap();
+        let failed = wait_check(&mut events, "alpha/web", |o| {
+            matches!(o, CheckOutcome::Failed { .. })
+        })
+        .await;
         if let CheckOutcome::Failed { error, .. } = failed {
-            assert!(error.contains("alpha/web"), "the error names the certificate: {error}");
-            assert!(!error.contains(value), "the error does not echo the secret: {error}");
+            assert!(
+                error.contains("alpha/web"),
+                "the error names the certificate: {error}"
+            );
+            assert!(
+                !error.contains(value),
+                "the error does not echo the secret: {error}"
+            );
         }
         assert_eq!(w.installed("alpha", "web"), Some(v1.clone()));
         assert_full_chain(&w.store.join(format!("alpha.web.{v1}")));

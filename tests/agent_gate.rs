@@ -20,18 +20,44 @@ async fn settled(agent: &akv_sync_actors::Agent) -> akv_sync_actors::Status {
 async fn the_gate_ends_in_error_naming_what_failed_after_25_attempts() {
     let w = World::start().await;
     w.create(&[("alpha", "ok"), ("alpha", "denied")]);
-    w.emulator.control().inject_fault(
-        Fault::new(FaultTarget::Vault, "/secrets/denied*", FaultAction::Status { status: 403, body: None, retry_after: None }),
-    );
+    w.emulator.control().inject_fault(Fault::new(
+        FaultTarget::Vault,
+        "/secrets/denied*",
+        FaultAction::Status {
+            status: 403,
+            body: None,
+            retry_after: None,
+        },
+    ));
     let (probe, _events) = probe();
-    let agent = w.start_agent(&w.settings(&[url("alpha", "ok"), url("alpha", "denied")], json!({})), &probe);
+    let agent = w.start_agent(
+        &w.settings(&[url("alpha", "ok"), url("alpha", "denied")], json!({})),
+        &probe,
+    );
     let status = settled(&agent).await;
     assert_eq!(status.state, State::Error, "{}", status.message);
-    assert!(status.message.contains("alpha/denied"), "{}", status.message);
-    assert!(status.message.contains("after 25 attempt(s)"), "{}", status.message);
-    assert!(status.message.contains("Key Vault Secrets User"), "{}", status.message);
+    assert!(
+        status.message.contains("alpha/denied"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("after 25 attempt(s)"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("Key Vault Secrets User"),
+        "{}",
+        status.message
+    );
     assert!(!status.message.contains("alpha/ok:"), "{}", status.message);
-    let denied = w.emulator.control().counters().requests.iter()
+    let denied = w
+        .emulator
+        .control()
+        .counters()
+        .requests
+        .iter()
         .filter(|r| r.path.contains("denied") && r.status == 403)
         .map(|r| r.count)
         .sum::<u64>();
@@ -43,14 +69,28 @@ async fn the_gate_ends_in_error_naming_what_failed_after_25_attempts() {
 async fn the_gate_reports_success_when_the_fault_clears_in_time() {
     let w = World::start().await;
     w.create(&[("alpha", "late")]);
-    let mut fault = Fault::new(FaultTarget::Vault, "/secrets/late*", FaultAction::Status { status: 503, body: None, retry_after: None });
+    let mut fault = Fault::new(
+        FaultTarget::Vault,
+        "/secrets/late*",
+        FaultAction::Status {
+            status: 503,
+            body: None,
+            retry_after: None,
+        },
+    );
     fault.count = Some(20);
     w.emulator.control().inject_fault(fault);
     let (probe, _events) = probe();
     let agent = w.start_agent(&w.settings(&[url("alpha", "late")], json!({})), &probe);
     let status = settled(&agent).await;
     assert_eq!(status.state, State::Success, "{}", status.message);
-    let mut states: Vec<State> = probe.statuses.lock().unwrap().iter().map(|s| s.state.clone()).collect();
+    let mut states: Vec<State> = probe
+        .statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.state.clone())
+        .collect();
     states.dedup();
     assert_eq!(states, [State::Transitioning, State::Success]);
     agent.shutdown().await;

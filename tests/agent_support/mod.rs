@@ -41,7 +41,11 @@ impl World {
         .await
         .unwrap();
         let store = dir.path().join("store");
-        World { emulator, dir, store }
+        World {
+            emulator,
+            dir,
+            store,
+        }
     }
 
     /// Create certificates `vault/name` (EC P-256, chain of 2, alternating formats).
@@ -51,8 +55,14 @@ impl World {
             .iter()
             .enumerate()
             .map(|(i, (vault, name))| {
-                let format = if i % 2 == 0 { Format::Pkcs12 } else { Format::Pem };
-                control.create_certificate(vault, name, ec(format, 2)).unwrap()
+                let format = if i % 2 == 0 {
+                    Format::Pkcs12
+                } else {
+                    Format::Pem
+                };
+                control
+                    .create_certificate(vault, name, ec(format, 2))
+                    .unwrap()
             })
             .collect()
     }
@@ -107,7 +117,8 @@ impl World {
     pub fn installed(&self, vault: &str, name: &str) -> Option<String> {
         let target = std::fs::read_link(self.link(vault, name)).ok()?;
         let t = target.to_string_lossy().into_owned();
-        t.strip_prefix(&format!("{vault}.{name}.")).map(str::to_owned)
+        t.strip_prefix(&format!("{vault}.{name}."))
+            .map(str::to_owned)
     }
 }
 
@@ -141,7 +152,9 @@ struct Obs {
 }
 impl Observer for Obs {
     fn checked(&self, cert: &ObservedCertificate, outcome: &CheckOutcome) {
-        let _ = self.checks.send((akv_sync_actors::certificate_id(cert), outcome.clone()));
+        let _ = self
+            .checks
+            .send((akv_sync_actors::certificate_id(cert), outcome.clone()));
     }
     fn installed_batch(&self, batch: &[Installed]) {
         for i in batch {
@@ -157,7 +170,10 @@ pub fn probe() -> (Probe, ProbeEvents) {
     (
         Probe {
             status: Arc::new(Sink(statuses.clone())),
-            observer: Arc::new(Obs { installs: itx, checks: ctx }),
+            observer: Arc::new(Obs {
+                installs: itx,
+                checks: ctx,
+            }),
             statuses,
         },
         ProbeEvents { installs, checks },
@@ -167,16 +183,28 @@ pub fn probe() -> (Probe, ProbeEvents) {
 /// Wait for the gate to reach `state` (bounded: a hang fails the test instead of blocking CI).
 pub async fn wait_state(agent: &Agent, state: State) -> Status {
     let mut rx = agent.gate().subscribe();
-    tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|v| v.status.state == state))
-        .await
-        .unwrap_or_else(|_| panic!("gate never reached {state:?}: {:?}", agent.gate().view().status))
-        .unwrap()
-        .status
-        .clone()
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        rx.wait_for(|v| v.status.state == state),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "gate never reached {state:?}: {:?}",
+            agent.gate().view().status
+        )
+    })
+    .unwrap()
+    .status
+    .clone()
 }
 
 /// Wait for the next check of `id` that matches `pred`.
-pub async fn wait_check(events: &mut ProbeEvents, id: &str, pred: impl Fn(&CheckOutcome) -> bool) -> CheckOutcome {
+pub async fn wait_check(
+    events: &mut ProbeEvents,
+    id: &str,
+    pred: impl Fn(&CheckOutcome) -> bool,
+) -> CheckOutcome {
     tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let (cid, outcome) = events.checks.recv().await.expect("agent running");
@@ -193,9 +221,14 @@ pub async fn wait_check(events: &mut ProbeEvents, id: &str, pred: impl Fn(&Check
 pub fn assert_full_chain(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
     let blocks = pem::parse_many(text.as_bytes()).unwrap();
-    assert!(blocks.len() >= 2, "{}: leaf and key at least", path.display());
+    assert!(
+        blocks.len() >= 2,
+        "{}: leaf and key at least",
+        path.display()
+    );
     assert_eq!(blocks[0].tag(), "CERTIFICATE", "leaf first");
     assert_eq!(blocks.last().unwrap().tag(), "PRIVATE KEY", "key last");
     // Re-reading it as a PEM secret succeeds only if the key matches the leaf.
-    akv_sync::material::convert(&text, "application/x-pem-file", 0).expect("the installed PEM is a valid full chain");
+    akv_sync::material::convert(&text, "application/x-pem-file", 0)
+        .expect("the installed PEM is a valid full chain");
 }
