@@ -33,6 +33,7 @@ pub struct IdentityClient {
     kind: Kind,
     endpoint: String,
     arc_token_dir: PathBuf,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 enum Kind {
@@ -102,7 +103,27 @@ impl IdentityClient {
             kind,
             endpoint: normalise_endpoint(&endpoint),
             arc_token_dir: PathBuf::from(ARC_TOKEN_DIR),
+            metrics: None,
         }
+    }
+
+    /// Count every request in `metrics` (by HTTP status).
+    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Send, counting the outcome.
+    async fn send(&self, req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+        let result = req.send().await;
+        if let Some(m) = &self.metrics {
+            let status = match &result {
+                Ok(r) => r.status().as_str().to_owned(),
+                Err(_) => "error".to_owned(),
+            };
+            m.request("identity", "", &status);
+        }
+        result
     }
 
     /// The endpoint in use (for logs: it holds no secret).
@@ -126,11 +147,7 @@ impl IdentityClient {
         let mut waits = IMDS_RETRY_WAITS.iter();
         loop {
             let sent = self
-                .http
-                .get(self.token_url())
-                .query(&query)
-                .header("Metadata", "true")
-                .send()
+                .send(self.http.get(self.token_url()).query(&query).header("Metadata", "true"))
                 .await;
             let err = match sent {
                 Ok(resp) => match answer(resp, &self.endpoint, client_id).await {
@@ -163,11 +180,7 @@ impl IdentityClient {
     async fn arc(&self, audience: &str) -> Result<FetchedToken, SourceError> {
         let query = [("api-version", "2020-06-01"), ("resource", audience)];
         let first = self
-            .http
-            .get(self.token_url())
-            .query(&query)
-            .header("Metadata", "true")
-            .send()
+            .send(self.http.get(self.token_url()).query(&query).header("Metadata", "true"))
             .await
             .map_err(|e| {
                 SourceError::new(
@@ -191,12 +204,13 @@ impl IdentityClient {
         let key_path = arc_key_path(&challenge, &self.arc_token_dir)?;
         let key = read_arc_key(&key_path)?;
         let second = self
-            .http
-            .get(self.token_url())
-            .query(&query)
-            .header("Metadata", "true")
-            .header("Authorization", format!("Basic {}", key.as_str()))
-            .send()
+            .send(
+                self.http
+                    .get(self.token_url())
+                    .query(&query)
+                    .header("Metadata", "true")
+                    .header("Authorization", format!("Basic {}", key.as_str())),
+            )
             .await
             .map_err(|e| {
                 SourceError::new(

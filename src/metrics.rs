@@ -66,6 +66,9 @@ pub struct Metrics {
     expiry_warning_days: u32,
     hooks: Mutex<Option<Hooks>>,
     hook_seen: (AtomicU64, AtomicU64),
+    hook_base: (AtomicU64, AtomicU64),
+    log_queue: Mutex<Option<Arc<crate::fluentd::Queue>>>,
+    log_seen: AtomicU64,
 }
 
 impl Metrics {
@@ -88,6 +91,9 @@ impl Metrics {
             expiry_warning_days,
             hooks: Mutex::new(None),
             hook_seen: (AtomicU64::new(0), AtomicU64::new(0)),
+            hook_base: (AtomicU64::new(0), AtomicU64::new(0)),
+            log_queue: Mutex::new(None),
+            log_seen: AtomicU64::new(0),
             registry: Registry::default(),
         };
         registry.register(
@@ -144,9 +150,24 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Take hook counts from this hook actor at every scrape.
+    /// Send installed batches to this hook actor, and take its counts at every scrape.
     pub fn watch_hooks(&self, hooks: Hooks) {
-        *self.hooks.lock().expect("hooks lock") = Some(hooks);
+        let mut h = self.hooks.lock().expect("hooks lock");
+        // Counts restart with a new hook actor; keep the running totals monotonic.
+        if let Some(old) = h.take() {
+            self.hook_base.0.fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.hook_base.1.fetch_add(old.counters.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        *h = Some(hooks);
+    }
+
+    /// Drop the hook actor's handle so that it ends once its queue is done.
+    pub fn stop_hooks(&self) {
+        let mut h = self.hooks.lock().expect("hooks lock");
+        if let Some(old) = h.take() {
+            self.hook_base.0.fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.hook_base.1.fetch_add(old.counters.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     /// Count a request: `target` is `vault` or `identity`, `status` an HTTP status or `error`.
@@ -160,9 +181,9 @@ impl Metrics {
             .inc();
     }
 
-    /// A log record was dropped.
-    pub fn log_dropped(&self) {
-        self.log_dropped.inc();
+    /// Take the dropped-records count from this Fluentd queue at every scrape.
+    pub fn watch_log_queue(&self, queue: Arc<crate::fluentd::Queue>) {
+        *self.log_queue.lock().expect("log queue lock") = Some(queue);
     }
 
     /// Expiry of a version file, read once per version.
@@ -191,6 +212,9 @@ impl Metrics {
                 &self.hook_seen.1,
                 h.counters.failures.load(Ordering::Relaxed),
             );
+        }
+        if let Some(q) = self.log_queue.lock().expect("log queue lock").as_ref() {
+            sync_counter(&self.log_dropped, &self.log_seen, q.dropped.load(Ordering::Relaxed));
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -18,6 +18,7 @@ const MAX_BODY: usize = 64 * 1024;
 /// The Key Vault client (one per process; connections are pooled per vault host).
 pub struct KeyVaultClient {
     http: reqwest::Client,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 #[derive(Deserialize)]
@@ -64,7 +65,19 @@ struct ErrorDetail {
 
 impl KeyVaultClient {
     pub fn new(http: reqwest::Client) -> Self {
-        KeyVaultClient { http }
+        KeyVaultClient { http, metrics: None }
+    }
+
+    /// Count every request in `metrics` (by vault host and HTTP status).
+    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    fn count(&self, host: &str, status: &str) {
+        if let Some(m) = &self.metrics {
+            m.request("vault", host, status);
+        }
     }
 }
 
@@ -78,12 +91,14 @@ impl SecretSource for KeyVaultClient {
             .send()
             .await
             .map_err(|e| {
+                self.count(&url.host, "error");
                 SourceError::new(
                     ErrorClass::Transient,
                     format!("vault {} unreachable: {}", url.host, error_chain(&e)),
                 )
             })?;
         let status = resp.status();
+        self.count(&url.host, status.as_str());
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -7,6 +7,7 @@ use akv_sync_config::Settings;
 
 use crate::identity::IdentityClient;
 use crate::install::StoreInstaller;
+use crate::metrics::Metrics;
 use crate::net::NetConfig;
 use crate::vault::KeyVaultClient;
 
@@ -18,10 +19,11 @@ pub fn ports(
     settings: &Settings,
     status: Arc<dyn StatusSink>,
     observer: Arc<dyn Observer>,
+    metrics: Option<Arc<Metrics>>,
 ) -> anyhow::Result<RealPorts> {
     let http = NetConfig::from_env()?.client()?;
     let identity = IdentityClient::new(http.clone(), &settings.identity);
-    Ok(assemble(settings, http, identity, status, observer))
+    Ok(assemble(settings, http, identity, status, observer, metrics))
 }
 
 /// Ports with an explicit network configuration and identity endpoint (the demo and tests
@@ -35,7 +37,7 @@ pub fn ports_with(
 ) -> anyhow::Result<RealPorts> {
     let http = net.client()?;
     let identity = IdentityClient::with_endpoint(http.clone(), &settings.identity, identity_endpoint);
-    Ok(assemble(settings, http, identity, status, observer))
+    Ok(assemble(settings, http, identity, status, observer, None))
 }
 
 fn assemble(
@@ -44,11 +46,12 @@ fn assemble(
     identity: IdentityClient,
     status: Arc<dyn StatusSink>,
     observer: Arc<dyn Observer>,
+    metrics: Option<Arc<Metrics>>,
 ) -> RealPorts {
     tracing::info!(endpoint = identity.endpoint(), "identity endpoint");
     Ports {
-        tokens: Arc::new(identity),
-        secrets: Arc::new(KeyVaultClient::new(http)),
+        tokens: Arc::new(identity.with_metrics(metrics.clone())),
+        secrets: Arc::new(KeyVaultClient::new(http).with_metrics(metrics)),
         installer: Arc::new(StoreInstaller::new(settings)),
         status,
         observer,

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let results = runtime.block_on(async {
-        let ports = ports(&settings, Arc::new(LogStatus), Arc::new(NoObserver))?;
+        let ports = ports(&settings, Arc::new(LogStatus), Arc::new(NoObserver), None)?;
         let b = bar.clone();
         anyhow::Ok(run_once(&settings, ports, args.attempts, move |_| b.inc(1)).await)
     })?;

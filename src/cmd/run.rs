@@ -2,15 +2,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use akv_sync_actors::{Agent, NoObserver, StatusSink};
+use akv_sync_actors::{Agent, GateHandle, StatusSink};
+use akv_sync_config::Settings;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cmd::common::ports;
 use crate::cmd::load::{load_settings, log_parsed};
+use crate::hook::Hooks;
 use crate::logging::{self, LogArgs};
+use crate::metrics::{self, Metrics, Readiness};
 use crate::status::{Fanout, LogStatus, Systemd, VmAgentStatus};
 
 #[derive(Debug, clap::Args)]
@@ -43,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
-    let _logs = logging::init(&args.log, log_dir, parsed.settings.logging.as_ref());
+    let logs = logging::init(&args.log, log_dir, parsed.settings.logging.as_ref());
     log_parsed(&parsed);
     let mut sinks: Vec<Arc<dyn StatusSink>> = vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
     if let (Some(dir), Some(seq)) = (&args.status_dir, args.sequence) {
@@ -51,52 +55,114 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let sink: Arc<dyn StatusSink> = Arc::new(Fanout(sinks));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(daemon(args.settings, parsed.settings, sink))
+    runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::new(parsed.settings.agent.expiry_warning_days));
+        if let Some(q) = logs.fluentd {
+            metrics.watch_log_queue(q);
+        }
+        Daemon {
+            path: args.settings,
+            sink,
+            metrics,
+        }
+        .run(parsed.settings)
+        .await
+    })
 }
 
-async fn daemon(
+struct Daemon {
     path: PathBuf,
-    mut settings: akv_sync_config::Settings,
     sink: Arc<dyn StatusSink>,
-) -> anyhow::Result<ExitCode> {
-    let mut agent = Agent::start(&settings, ports(&settings, sink.clone(), Arc::new(NoObserver))?);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                info!(settings = %path.display(), "SIGHUP: re-reading settings");
-                let new = match load_settings(&path) {
-                    Ok(p) => p.settings,
-                    Err(e) => {
-                        error!("{e}; keeping the settings in force");
-                        continue;
+    metrics: Arc<Metrics>,
+}
+
+/// Everything that lives as long as one set of agent-wide settings.
+struct Running {
+    agent: Agent,
+    hooks: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    fn start(&self, settings: &Settings) -> anyhow::Result<Running> {
+        let (hooks, hooks_done) = Hooks::spawn(settings.agent.hook.clone());
+        self.metrics.watch_hooks(hooks);
+        let ports = ports(settings, self.sink.clone(), self.metrics.clone(), Some(self.metrics.clone()))?;
+        Ok(Running {
+            agent: Agent::start(settings, ports),
+            hooks: hooks_done,
+        })
+    }
+
+    async fn stop(&self, running: Running) {
+        running.agent.shutdown().await;
+        // The writer has ended: no batch can reach the hooks any more. Let queued hooks run.
+        self.metrics.stop_hooks();
+        let _ = running.hooks.await;
+    }
+
+    async fn run(self, mut settings: Settings) -> anyhow::Result<ExitCode> {
+        let mut running = self.start(&settings)?;
+        let gate: Arc<Mutex<GateHandle>> = Arc::new(Mutex::new(running.agent.gate().clone()));
+        let cancel = CancellationToken::new();
+        let server = match settings.agent.metrics_address {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+                let (m, g) = (self.metrics.clone(), gate.clone());
+                let interval = settings.polling_interval;
+                let ready: Readiness = Arc::new(move || {
+                    let gate = g.lock().expect("gate lock").clone();
+                    metrics::readiness(&gate, &m, interval)
+                });
+                Some(tokio::spawn(metrics::serve(listener, self.metrics.clone(), ready, cancel.clone())))
+            }
+            None => None,
+        };
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    info!(settings = %self.path.display(), "SIGHUP: re-reading settings");
+                    let new = match load_settings(&self.path) {
+                        Ok(p) => p.settings,
+                        Err(e) => {
+                            error!("{e}; keeping the settings in force");
+                            continue;
+                        }
+                    };
+                    let agent_wide_changed = new.identity != settings.identity
+                        || new.acl_enabled != settings.acl_enabled
+                        || new.agent != settings.agent
+                        || new.polling_interval != settings.polling_interval
+                        || new.require_initial_sync != settings.require_initial_sync;
+                    if agent_wide_changed {
+                        warn!("identity or agent-wide settings changed: restarting every watcher");
+                        self.stop(running).await;
+                        running = self.start(&new)?;
+                        *gate.lock().expect("gate lock") = running.agent.gate().clone();
+                    } else if let Some(summary) = running.agent.reload(new.clone()).await {
+                        info!(started = ?summary.started, stopped = ?summary.stopped, kept = summary.kept, "settings applied");
                     }
-                };
-                if new.identity != settings.identity || new.acl_enabled != settings.acl_enabled
-                    || new.agent != settings.agent || new.polling_interval != settings.polling_interval
-                    || new.require_initial_sync != settings.require_initial_sync
-                {
-                    warn!("identity or agent-wide settings changed: restarting every watcher");
-                    agent.shutdown().await;
-                    agent = Agent::start(&new, ports(&new, sink.clone(), Arc::new(NoObserver))?);
-                } else if let Some(summary) = agent.reload(new.clone()).await {
-                    info!(started = ?summary.started, stopped = ?summary.stopped, kept = summary.kept, "settings applied");
+                    settings = new;
                 }
-                settings = new;
             }
         }
+        info!("stopping: finishing writes in progress");
+        // A second signal while stopping ends the process at once.
+        tokio::select! {
+            _ = self.stop(running) => {}
+            _ = term.recv() => { warn!("second signal: exiting now"); return Ok(ExitCode::from(1)); }
+            _ = int.recv() => { warn!("second signal: exiting now"); return Ok(ExitCode::from(1)); }
+        }
+        cancel.cancel();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        info!("stopped");
+        Ok(ExitCode::SUCCESS)
     }
-    info!("stopping: finishing writes in progress");
-    // A second signal while stopping ends the process at once.
-    tokio::select! {
-        _ = agent.shutdown() => {}
-        _ = term.recv() => { warn!("second signal: exiting now"); return Ok(ExitCode::from(1)); }
-        _ = int.recv() => { warn!("second signal: exiting now"); return Ok(ExitCode::from(1)); }
-    }
-    info!("stopped");
-    Ok(ExitCode::SUCCESS)
 }
