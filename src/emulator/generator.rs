@@ -396,6 +396,26 @@ mod tests {
     }
 
     #[test]
+    fn pkcs12_uses_triple_des_and_a_sha1_mac_like_key_vault() {
+        let g = generate(&spec(KeyKind::EcP256, 1)).unwrap();
+        let pfx = to_pkcs12(&g).unwrap();
+        let contains = |needle: &[u8]| pfx.windows(needle.len()).any(|w| w == needle);
+        // OID 1.2.840.113549.1.12.1.3 pbeWithSHAAnd3-KeyTripleDES-CBC.
+        let three_des = [
+            0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03,
+        ];
+        // OID 1.3.14.3.2.26 sha1 (the MAC's digest).
+        let sha1 = [0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a];
+        // OID 1.2.840.113549.1.5.13 PBES2 must not appear (that would be AES).
+        let pbes2 = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d,
+        ];
+        assert!(contains(&three_des));
+        assert!(contains(&sha1));
+        assert!(!contains(&pbes2));
+    }
+
+    #[test]
     fn out_of_range_chain_length_is_refused() {
         assert!(matches!(
             generate(&spec(KeyKind::EcP256, 5)),
