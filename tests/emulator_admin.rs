@@ -208,6 +208,7 @@ async fn binary_prints_one_json_line_serves_seeds_and_stops_on_sigterm() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akv-sync"))
         .arg("emulator")
         .args(["--seed", "demo/web:pem", "--seed", "demo/api"])
+        .args(["--seed-key", "ecP256"])
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .arg("--arc-token-dir")

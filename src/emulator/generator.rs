@@ -26,6 +26,27 @@ pub enum KeyKind {
     EcP384,
 }
 
+/// Why a key kind name was not understood.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key kind {0:?}: use rsa2048, rsa3072, rsa4096, ecP256 or ecP384")]
+pub struct UnknownKeyKind(pub String);
+
+impl std::str::FromStr for KeyKind {
+    type Err = UnknownKeyKind;
+
+    /// The JSON names (`rsa2048`, `ecP256`, …), case-insensitive, `-` ignored (`ec-p256`).
+    fn from_str(s: &str) -> Result<KeyKind, UnknownKeyKind> {
+        Ok(match s.to_ascii_lowercase().replace('-', "").as_str() {
+            "rsa2048" => KeyKind::Rsa2048,
+            "rsa3072" => KeyKind::Rsa3072,
+            "rsa4096" => KeyKind::Rsa4096,
+            "ecp256" => KeyKind::EcP256,
+            "ecp384" => KeyKind::EcP384,
+            _ => return Err(UnknownKeyKind(s.to_owned())),
+        })
+    }
+}
+
 /// The content type a certificate's secret is served as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -413,6 +434,14 @@ mod tests {
         assert!(contains(&three_des));
         assert!(contains(&sha1));
         assert!(!contains(&pbes2));
+    }
+
+    #[test]
+    fn key_kinds_parse_from_their_json_names() {
+        assert_eq!("ecP256".parse(), Ok(KeyKind::EcP256));
+        assert_eq!("EC-P384".parse(), Ok(KeyKind::EcP384));
+        assert_eq!("rsa4096".parse(), Ok(KeyKind::Rsa4096));
+        assert_eq!("dsa".parse::<KeyKind>(), Err(UnknownKeyKind("dsa".into())));
     }
 
     #[test]
