@@ -128,6 +128,9 @@ async fn rotation_makes_a_new_current_version_and_old_versions_stay_readable() {
     let pinned = h.secret_json("myvault", &format!("/secrets/c1/{v1}")).await;
     assert!(pinned["id"].as_str().unwrap().ends_with(&v1));
     assert_ne!(latest["value"], pinned["value"]);
+    let served = h.emu.control().served_secrets();
+    assert_eq!(served.len(), 2);
+    assert!(served.contains(&latest["value"].as_str().unwrap().to_owned()));
 }
 
 #[tokio::test]
@@ -519,6 +522,8 @@ async fn requests_are_counted_by_vault_path_and_status() {
     assert_eq!((row.path.as_str(), row.count), ("/secrets/c1", 2));
     assert_eq!(counters.vault_requests("myvault", Some(401)), 1);
     assert_eq!(counters.tokens_for(&IdentityRef::SystemAssigned), 1);
+    // The same value served twice is listed once.
+    assert_eq!(h.emu.control().served_secrets().len(), 1);
     // Serializable for the admin API and reports.
     let json = serde_json::to_value(&counters).unwrap();
     assert!(json["requests"].is_array() && json["tokensIssued"].is_array());
