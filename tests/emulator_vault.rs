@@ -128,6 +128,9 @@ async fn rotation_makes_a_new_current_version_and_old_versions_stay_readable() {
     let pinned = h.secret_json("myvault", &format!("/secrets/c1/{v1}")).await;
     assert!(pinned["id"].as_str().unwrap().ends_with(&v1));
     assert_ne!(latest["value"], pinned["value"]);
+    let served = h.emu.control().served_secrets();
+    assert_eq!(served.len(), 2);
+    assert!(served.contains(&latest["value"].as_str().unwrap().to_owned()));
 }
 
 #[tokio::test]
@@ -519,7 +522,83 @@ async fn requests_are_counted_by_vault_path_and_status() {
     assert_eq!((row.path.as_str(), row.count), ("/secrets/c1", 2));
     assert_eq!(counters.vault_requests("myvault", Some(401)), 1);
     assert_eq!(counters.tokens_for(&IdentityRef::SystemAssigned), 1);
+    // The same value served twice is listed once.
+    assert_eq!(h.emu.control().served_secrets().len(), 1);
     // Serializable for the admin API and reports.
     let json = serde_json::to_value(&counters).unwrap();
     assert!(json["requests"].is_array() && json["tokensIssued"].is_array());
+}
+
+#[tokio::test]
+async fn http2_clients_get_the_same_answers_and_faults() {
+    let (h, _) = with_cert(Format::Pem).await;
+    let token = h.imds_token(PUBLIC, None).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            pem::parse(&h.emu.ca_pem)
+                .unwrap()
+                .contents()
+                .to_vec()
+                .into(),
+        )
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let port = h.emu.vault_addr.port();
+    let h2 = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .resolve("myvault.vault.azure.net", h.emu.vault_addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let url = format!("https://myvault.vault.azure.net:{port}/secrets/c1?api-version=7.4");
+
+    let resp = h2.get(&url).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], CHALLENGE);
+    assert!(resp.headers().contains_key("date"));
+    let resp = h2.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let c = h.emu.control();
+    c.inject_fault(Fault::new(FaultTarget::Vault, "*", FaultAction::TruncatedBody).times(1));
+    let resp = h2.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert!(resp.bytes().await.is_err(), "the body must end early");
+    c.inject_fault(Fault::new(FaultTarget::Vault, "*", FaultAction::Reset).times(1));
+    assert!(h2.get(&url).bearer_auth(&token).send().await.is_err());
+    let resp = h2.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_listener() {
+    let h = start().await;
+    let addrs = [
+        h.emu.vault_addr,
+        h.emu.imds_endpoint[7..]
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        h.emu.admin_url[7..].parse().unwrap(),
+    ];
+    for addr in addrs {
+        tokio::net::TcpStream::connect(addr).await.unwrap();
+    }
+    h.emu.shutdown().await;
+    for addr in addrs {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still open"
+        );
+    }
 }

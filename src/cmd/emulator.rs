@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::emulator::{self, EmulatorOptions, Seed};
+use crate::emulator::{self, EmulatorOptions, KeyKind, Seed};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,6 +18,10 @@ pub struct Args {
     /// (the default), e.g. `--seed myvault/web:pem`.
     #[arg(long = "seed", value_name = "VAULT/NAME[:pem|pkcs12]")]
     pub seeds: Vec<Seed>,
+    /// Key of the seeded certificates: rsa2048 (Key Vault's default), rsa3072, rsa4096,
+    /// ecP256 or ecP384. RSA generation is slow in debug builds.
+    #[arg(long, value_name = "KIND", default_value = "rsa2048")]
+    pub seed_key: KeyKind,
     /// Directory for the emulator's files (its CA certificate, `ca.pem`); default
     /// `$TMPDIR/akv-sync-emulator-<pid>`.
     #[arg(long, value_name = "DIR")]
@@ -76,7 +80,14 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         arc_port: args.arc_port,
         admin_port: args.admin_port,
         state_dir: args.state_dir.unwrap_or(defaults.state_dir.clone()),
-        seeds: args.seeds,
+        seeds: args
+            .seeds
+            .into_iter()
+            .map(|mut seed| {
+                seed.spec.key = args.seed_key;
+                seed
+            })
+            .collect(),
         arc_token_dir: args.arc_token_dir,
         user_assigned: args.user_assigned,
         token_lifetime: std::time::Duration::from_secs(args.token_lifetime),

@@ -26,6 +26,27 @@ pub enum KeyKind {
     EcP384,
 }
 
+/// Why a key kind name was not understood.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key kind {0:?}: use rsa2048, rsa3072, rsa4096, ecP256 or ecP384")]
+pub struct UnknownKeyKind(pub String);
+
+impl std::str::FromStr for KeyKind {
+    type Err = UnknownKeyKind;
+
+    /// The JSON names (`rsa2048`, `ecP256`, …), case-insensitive, `-` ignored (`ec-p256`).
+    fn from_str(s: &str) -> Result<KeyKind, UnknownKeyKind> {
+        Ok(match s.to_ascii_lowercase().replace('-', "").as_str() {
+            "rsa2048" => KeyKind::Rsa2048,
+            "rsa3072" => KeyKind::Rsa3072,
+            "rsa4096" => KeyKind::Rsa4096,
+            "ecp256" => KeyKind::EcP256,
+            "ecp384" => KeyKind::EcP384,
+            _ => return Err(UnknownKeyKind(s.to_owned())),
+        })
+    }
+}
+
 /// The content type a certificate's secret is served as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -393,6 +414,34 @@ mod tests {
         let certs: Vec<_> = chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
         assert_eq!(certs[0], g.certs_der[0]);
         assert_eq!(certs.len(), 2);
+    }
+
+    #[test]
+    fn pkcs12_uses_triple_des_and_a_sha1_mac_like_key_vault() {
+        let g = generate(&spec(KeyKind::EcP256, 1)).unwrap();
+        let pfx = to_pkcs12(&g).unwrap();
+        let contains = |needle: &[u8]| pfx.windows(needle.len()).any(|w| w == needle);
+        // OID 1.2.840.113549.1.12.1.3 pbeWithSHAAnd3-KeyTripleDES-CBC.
+        let three_des = [
+            0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03,
+        ];
+        // OID 1.3.14.3.2.26 sha1 (the MAC's digest).
+        let sha1 = [0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a];
+        // OID 1.2.840.113549.1.5.13 PBES2 must not appear (that would be AES).
+        let pbes2 = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d,
+        ];
+        assert!(contains(&three_des));
+        assert!(contains(&sha1));
+        assert!(!contains(&pbes2));
+    }
+
+    #[test]
+    fn key_kinds_parse_from_their_json_names() {
+        assert_eq!("ecP256".parse(), Ok(KeyKind::EcP256));
+        assert_eq!("EC-P384".parse(), Ok(KeyKind::EcP384));
+        assert_eq!("rsa4096".parse(), Ok(KeyKind::Rsa4096));
+        assert_eq!("dsa".parse::<KeyKind>(), Err(UnknownKeyKind("dsa".into())));
     }
 
     #[test]

@@ -47,9 +47,9 @@ pub const SERVER_NAMES: [&str; 7] = [
     "::1",
 ];
 
-/// How to start the emulator. `Default` gives loopback, ephemeral ports, a temporary-looking
-/// state directory under the system temp dir, no seeds, a system-assigned identity, and
-/// 24-hour tokens.
+/// How to start the emulator. `Default` gives loopback, ephemeral ports, a fresh state
+/// directory under the system temp dir, no seeds, a system-assigned identity, 24-hour tokens,
+/// and HIMDS's real key-file directory (tests should point `arc_token_dir` elsewhere).
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
     /// Address every listener binds (loopback).
@@ -83,8 +83,7 @@ impl Default for EmulatorOptions {
             imds_port: 0,
             arc_port: 0,
             admin_port: 0,
-            state_dir: std::env::temp_dir()
-                .join(format!("akv-sync-emulator-{}", std::process::id())),
+            state_dir: default_state_dir(),
             seeds: Vec::new(),
             arc_token_dir: PathBuf::from("/var/opt/azcmagent/tokens"),
             tenant: "12345678-1234-1234-1234-123456789012".to_owned(),
@@ -93,6 +92,14 @@ impl Default for EmulatorOptions {
             token_lifetime: Duration::from_secs(24 * 3600),
         }
     }
+}
+
+/// `$TMPDIR/akv-sync-emulator-<pid>-<n>`: distinct for every emulator of a process, so two
+/// emulators started with defaults never overwrite each other's `ca.pem`.
+fn default_state_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("akv-sync-emulator-{}-{n}", std::process::id()))
 }
 
 /// A certificate to create at start: `VAULT/NAME[:pem|pkcs12]` on the command line.
@@ -400,6 +407,24 @@ pub async fn start(opts: EmulatorOptions) -> Result<Emulator, EmulatorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn emulators_started_with_defaults_keep_their_own_ca_file() {
+        let mut opts = EmulatorOptions::default();
+        let dir = opts.state_dir.clone();
+        opts.arc_token_dir = dir.join("arc");
+        let a = start(opts).await.unwrap();
+        let b = start(EmulatorOptions::default()).await.unwrap();
+        assert_ne!(a.ca_file, b.ca_file);
+        assert_eq!(std::fs::read_to_string(&a.ca_file).unwrap(), a.ca_pem);
+        assert_ne!(a.ca_pem, b.ca_pem);
+        let dirs = [dir, b.ca_file.parent().unwrap().to_owned()];
+        a.shutdown().await;
+        b.shutdown().await;
+        for d in dirs {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
 
     #[test]
     fn seed_reads_vault_name_and_format() {

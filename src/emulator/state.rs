@@ -338,7 +338,9 @@ pub(crate) struct Inner {
     pub rate_limits: HashMap<String, (RateLimit, VecDeque<tokio::time::Instant>)>,
     pub requests: BTreeMap<(Server, Option<String>, String, u16), u64>,
     pub tokens_issued: BTreeMap<(Server, String), u64>,
-    pub served_secrets: Vec<String>,
+    /// (vault, secret key, version) of every version served at least once: the values are
+    /// looked up on demand, so a long benchmark does not keep a copy per request.
+    pub served: std::collections::BTreeSet<(String, String, String)>,
     pub issued_tokens: Vec<String>,
     pub token_lifetime: Duration,
 }
@@ -377,7 +379,7 @@ impl Shared {
                 rate_limits: HashMap::new(),
                 requests: BTreeMap::new(),
                 tokens_issued: BTreeMap::new(),
-                served_secrets: Vec::new(),
+                served: std::collections::BTreeSet::new(),
                 issued_tokens: Vec::new(),
                 token_lifetime,
             }),
@@ -698,9 +700,18 @@ impl Control {
         }
     }
 
-    /// Every secret value served so far (for tests that search logs for leaks).
+    /// Every distinct secret value served so far (for tests that search logs for leaks).
     pub fn served_secrets(&self) -> Vec<String> {
-        self.shared.lock().served_secrets.clone()
+        let inner = self.shared.lock();
+        inner
+            .served
+            .iter()
+            .filter_map(|(vault, name, version)| {
+                let secret = inner.vaults.get(vault)?.secrets.get(name)?;
+                let v = secret.versions.iter().find(|v| &v.id == version)?;
+                Some(v.value.to_string())
+            })
+            .collect()
     }
 
     /// Every access token issued so far (for tests that search logs for leaks).

@@ -382,8 +382,12 @@ fn answer_secret(
     } else {
         body.insert("tags".into(), json!({}));
     }
-    let value = found.value.to_string();
-    inner.served_secrets.push(value);
+    let served = (
+        vault.to_owned(),
+        name.to_ascii_lowercase(),
+        found.id.clone(),
+    );
+    inner.served.insert(served);
     Reply::json(StatusCode::OK, &serde_json::Value::Object(body))
         .header(
             HeaderName::from_static("x-ms-keyvault-rbac-assignment-id"),

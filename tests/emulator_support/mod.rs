@@ -49,8 +49,13 @@ pub fn https_client(emu: &Emulator) -> reqwest::Client {
 }
 
 pub fn https_client_builder(emu: &Emulator) -> reqwest::ClientBuilder {
+    https_client_for(&emu.ca_pem, emu.vault_addr)
+}
+
+/// A client trusting only the CA in `ca_pem`, sending every vault host to `vault`.
+pub fn https_client_for(ca_pem: &str, vault: SocketAddr) -> reqwest::ClientBuilder {
     let mut roots = rustls::RootCertStore::empty();
-    for block in pem::parse_many(emu.ca_pem.as_bytes()).unwrap() {
+    for block in pem::parse_many(ca_pem.as_bytes()).unwrap() {
         roots.add(block.contents().to_vec().into()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -61,9 +66,7 @@ pub fn https_client_builder(emu: &Emulator) -> reqwest::ClientBuilder {
         .with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
-        .dns_resolver(EmulatorResolver {
-            vault: emu.vault_addr,
-        })
+        .dns_resolver(EmulatorResolver { vault })
         .no_proxy()
         .timeout(std::time::Duration::from_secs(30))
 }
