@@ -108,7 +108,10 @@ impl IdentityClient {
     }
 
     /// Count every request in `metrics` (by HTTP status).
-    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+    pub fn with_metrics(
+        mut self,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> Self {
         self.metrics = metrics;
         self
     }
@@ -147,7 +150,12 @@ impl IdentityClient {
         let mut waits = IMDS_RETRY_WAITS.iter();
         loop {
             let sent = self
-                .send(self.http.get(self.token_url()).query(&query).header("Metadata", "true"))
+                .send(
+                    self.http
+                        .get(self.token_url())
+                        .query(&query)
+                        .header("Metadata", "true"),
+                )
                 .await;
             let err = match sent {
                 Ok(resp) => match answer(resp, &self.endpoint, client_id).await {
@@ -180,7 +188,12 @@ impl IdentityClient {
     async fn arc(&self, audience: &str) -> Result<FetchedToken, SourceError> {
         let query = [("api-version", "2020-06-01"), ("resource", audience)];
         let first = self
-            .send(self.http.get(self.token_url()).query(&query).header("Metadata", "true"))
+            .send(
+                self.http
+                    .get(self.token_url())
+                    .query(&query)
+                    .header("Metadata", "true"),
+            )
             .await
             .map_err(|e| {
                 SourceError::new(

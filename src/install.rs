@@ -29,7 +29,21 @@ pub struct Prepared {
 pub struct StoreInstaller {
     acl_enabled: bool,
     prune_keep: Option<usize>,
-    stores: Mutex<HashMap<PathBuf, Arc<Store>>>,
+    stores: Mutex<HashMap<PathBuf, Opened>>,
+}
+
+/// A store folder opened once, with the identity (device, inode) it had then: if the path
+/// later names another folder (deleted and re-created, renamed), the store is opened again.
+struct Opened {
+    store: Arc<Store>,
+    id: (u64, u64),
+}
+
+fn folder_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn now_unix() -> i64 {
@@ -51,26 +65,60 @@ impl StoreInstaller {
     /// The store of a folder, opened once (and its crash left-overs cleaned then).
     fn store(&self, cert: &ObservedCertificate) -> Result<Arc<Store>, InstallError> {
         let mut stores = self.stores.lock().expect("stores lock");
-        if let Some(s) = stores.get(&cert.store)
-            && s.is_intact()
+        if let Some(o) = stores.get(&cert.store)
+            && folder_id(&cert.store) == Some(o.id)
         {
-            return Ok(s.clone());
+            return Ok(o.store.clone());
+        }
+        if stores.remove(&cert.store).is_some() {
+            warn!(store = %cert.store.display(), "the store folder was removed or replaced; opening it again");
         }
         let store = Store::open(&cert.store).map_err(|e| store_error(cert, e))?;
         match store.clean_temporaries() {
             Ok(0) => {}
-            Ok(n) => warn!(store = %cert.store.display(), removed = n, "removed temporary files left by an interrupted write"),
-            Err(e) => warn!(store = %cert.store.display(), error = %e, "cannot clean temporary files"),
+            Ok(n) => {
+                warn!(store = %cert.store.display(), removed = n, "removed temporary files left by an interrupted write")
+            }
+            Err(e) => {
+                warn!(store = %cert.store.display(), error = %e, "cannot clean temporary files")
+            }
         }
         let store = Arc::new(store);
-        stores.insert(cert.store.clone(), store.clone());
+        if let Some(id) = folder_id(&cert.store) {
+            stores.insert(
+                cert.store.clone(),
+                Opened {
+                    store: store.clone(),
+                    id,
+                },
+            );
+        }
         Ok(store)
     }
 }
 
+/// Errors that retrying cannot fix until the settings or the host change.
+fn is_fatal(e: &store::StoreError) -> bool {
+    use store::StoreError as E;
+    matches!(
+        e,
+        E::UnsafeName { .. }
+            | E::UnknownUser { .. }
+            | E::UnknownGroup { .. }
+            | E::StoreIsSymlink { .. }
+            | E::StoreNotDirectory { .. }
+            | E::StoreNotOwned { .. }
+    )
+}
+
 fn store_error(cert: &ObservedCertificate, e: store::StoreError) -> InstallError {
-    let message = format!("{}/{}: {e}", cert.url.vault, cert.url.name);
-    if e.is_fatal() {
+    let message = format!(
+        "{}/{}: {}",
+        cert.url.vault,
+        cert.url.name,
+        crate::identity::error_chain(&e)
+    );
+    if is_fatal(&e) {
         InstallError::fatal(message)
     } else {
         InstallError::retryable(message)
@@ -80,13 +128,18 @@ fn store_error(cert: &ObservedCertificate, e: store::StoreError) -> InstallError
 impl Installer for StoreInstaller {
     type Prepared = Prepared;
 
-    fn prepare(&self, cert: &ObservedCertificate, secret: SecretBundle) -> Result<Prepared, InstallError> {
-        let m = material::convert(&secret.value, &secret.content_type, now_unix()).map_err(|e| {
-            InstallError::retryable(format!(
-                "{}/{} version {}: {e}; the installed files stay as they are",
-                cert.url.vault, cert.url.name, secret.version
-            ))
-        })?;
+    fn prepare(
+        &self,
+        cert: &ObservedCertificate,
+        secret: SecretBundle,
+    ) -> Result<Prepared, InstallError> {
+        let m =
+            material::convert(&secret.value, &secret.content_type, now_unix()).map_err(|e| {
+                InstallError::retryable(format!(
+                    "{}/{} version {}: {e}; the installed files stay as they are",
+                    cert.url.vault, cert.url.name, secret.version
+                ))
+            })?;
         for w in &m.warnings {
             warn!(vault = %cert.url.vault, name = %cert.url.name, version = %secret.version, "{w}");
         }
@@ -100,7 +153,12 @@ impl Installer for StoreInstaller {
         })
     }
 
-    fn install(&self, cert: &ObservedCertificate, version: &str, p: Prepared) -> Result<InstallReport, InstallError> {
+    fn install(
+        &self,
+        cert: &ObservedCertificate,
+        version: &str,
+        p: Prepared,
+    ) -> Result<InstallReport, InstallError> {
         let store = self.store(cert)?;
         let grants = if self.acl_enabled {
             Some(store::resolve_grants(&cert.acls).map_err(|e| store_error(cert, e))?)
@@ -110,16 +168,32 @@ impl Installer for StoreInstaller {
         let mut outputs = Vec::new();
         let o = &cert.outputs;
         if let Some(name) = &o.cert {
-            outputs.push(Output { file_name: name, content: &p.cert, secret: false });
+            outputs.push(Output {
+                file_name: name,
+                content: &p.cert,
+                secret: false,
+            });
         }
         if let Some(name) = &o.chain {
-            outputs.push(Output { file_name: name, content: &p.chain, secret: false });
+            outputs.push(Output {
+                file_name: name,
+                content: &p.chain,
+                secret: false,
+            });
         }
         if let Some(name) = &o.fullchain {
-            outputs.push(Output { file_name: name, content: &p.fullchain, secret: false });
+            outputs.push(Output {
+                file_name: name,
+                content: &p.fullchain,
+                secret: false,
+            });
         }
         if let Some(name) = &o.privkey {
-            outputs.push(Output { file_name: name, content: &p.key, secret: true });
+            outputs.push(Output {
+                file_name: name,
+                content: &p.key,
+                secret: true,
+            });
         }
         let request = InstallRequest {
             vault: &cert.url.vault,
@@ -135,11 +209,16 @@ impl Installer for StoreInstaller {
         Ok(match outcome {
             InstallOutcome::Unchanged => InstallReport::Unchanged,
             InstallOutcome::Repaired => InstallReport::Repaired,
-            InstallOutcome::Installed { previous_version, .. } => InstallReport::Installed { previous_version },
+            InstallOutcome::Installed {
+                previous_version, ..
+            } => InstallReport::Installed { previous_version },
         })
     }
 
-    fn installed_version(&self, cert: &ObservedCertificate) -> Result<Option<String>, InstallError> {
+    fn installed_version(
+        &self,
+        cert: &ObservedCertificate,
+    ) -> Result<Option<String>, InstallError> {
         let store = self.store(cert)?;
         let current = store
             .current(&cert.url.vault, &cert.url.name)

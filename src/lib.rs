@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod fluentd;
 pub mod hook;
 pub mod identity;
+pub mod install;
 pub mod local;
 pub mod logging;
 pub mod material;

@@ -16,6 +16,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the agent: keep every observed certificate in step with Key Vault (the daemon).
+    Run(cmd::run::Args),
+    /// One pass over every certificate; exit 0 only if all are installed and current.
+    Once(cmd::once::Args),
+    /// A local Key Vault + identity emulator with sample certificates, and the agent syncing them.
+    Demo(cmd::demo::Args),
     /// Check a settings file and print the plan (one line per certificate), or every error.
     Validate(cmd::validate::Args),
     /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold.
@@ -31,6 +37,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
+        Command::Once(args) => cmd::once::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Status(args) => cmd::status::run(args),

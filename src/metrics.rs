@@ -155,8 +155,13 @@ impl Metrics {
         let mut h = self.hooks.lock().expect("hooks lock");
         // Counts restart with a new hook actor; keep the running totals monotonic.
         if let Some(old) = h.take() {
-            self.hook_base.0.fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.hook_base.1.fetch_add(old.counters.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.hook_base
+                .0
+                .fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.hook_base.1.fetch_add(
+                old.counters.failures.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
         }
         *h = Some(hooks);
     }
@@ -165,8 +170,13 @@ impl Metrics {
     pub fn stop_hooks(&self) {
         let mut h = self.hooks.lock().expect("hooks lock");
         if let Some(old) = h.take() {
-            self.hook_base.0.fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.hook_base.1.fetch_add(old.counters.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.hook_base
+                .0
+                .fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.hook_base.1.fetch_add(
+                old.counters.failures.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -214,7 +224,11 @@ impl Metrics {
             );
         }
         if let Some(q) = self.log_queue.lock().expect("log queue lock").as_ref() {
-            sync_counter(&self.log_dropped, &self.log_seen, q.dropped.load(Ordering::Relaxed));
+            sync_counter(
+                &self.log_dropped,
+                &self.log_seen,
+                q.dropped.load(Ordering::Relaxed),
+            );
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -330,26 +344,27 @@ pub fn readiness(
     }
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown`.
+/// Decides `/readyz`: `Ok` when ready, else why not.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Serve `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    gate: GateHandle,
-    polling_interval: Duration,
+    ready: Readiness,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
-    let m = metrics.clone();
-    let g = gate.clone();
+    let r = ready.clone();
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let (m, g) = (metrics.clone(), gate.clone());
+                let r = r.clone();
                 async move {
-                    match readiness(&g, &m, polling_interval) {
+                    match r() {
                         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
                         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
                     }
@@ -359,15 +374,18 @@ pub async fn serve(
         .route(
             "/metrics",
             get(move || {
-                let (m, g) = (m.clone(), g.clone());
+                let (m, r) = (metrics.clone(), ready.clone());
                 async move {
-                    let ready = readiness(&g, &m, polling_interval).is_ok();
+                    // Rendering may read installed files (expiry): off the async threads.
+                    let text = tokio::task::spawn_blocking(move || m.render(r().is_ok()))
+                        .await
+                        .unwrap_or_default();
                     (
                         [(
                             header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        m.render(ready),
+                        text,
                     )
                 }
             }),

@@ -65,11 +65,17 @@ struct ErrorDetail {
 
 impl KeyVaultClient {
     pub fn new(http: reqwest::Client) -> Self {
-        KeyVaultClient { http, metrics: None }
+        KeyVaultClient {
+            http,
+            metrics: None,
+        }
     }
 
     /// Count every request in `metrics` (by vault host and HTTP status).
-    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+    pub fn with_metrics(
+        mut self,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> Self {
         self.metrics = metrics;
         self
     }

@@ -27,7 +27,18 @@ fn create(env: &Env, certs: &[(&str, &str)]) -> Vec<String> {
     certs
         .iter()
         .enumerate()
-        .map(|(i, (v, n))| c.create_certificate(v, n, spec(if i % 2 == 0 { Format::Pkcs12 } else { Format::Pem })).unwrap())
+        .map(|(i, (v, n))| {
+            c.create_certificate(
+                v,
+                n,
+                spec(if i % 2 == 0 {
+                    Format::Pkcs12
+                } else {
+                    Format::Pem
+                }),
+            )
+            .unwrap()
+        })
         .collect()
 }
 
@@ -47,11 +58,21 @@ fn sigterm_stops_the_agent_with_exit_code_zero() {
 fn sighup_starts_and_stops_only_the_changed_certificates() {
     let env = Env::start();
     create(&env, &[("alpha", "a"), ("alpha", "b"), ("alpha", "c")]);
-    let settings = env.write_settings("s.json", &[("alpha", "a"), ("alpha", "b")], json!({}), json!({}));
+    let settings = env.write_settings(
+        "s.json",
+        &[("alpha", "a"), ("alpha", "b")],
+        json!({}),
+        json!({}),
+    );
     let mut d = env.run(&settings, &[]);
     d.wait_status("success");
     assert!(installed(&env.store, "alpha", "a").is_some());
-    env.write_settings("s.json", &[("alpha", "b"), ("alpha", "c")], json!({}), json!({}));
+    env.write_settings(
+        "s.json",
+        &[("alpha", "b"), ("alpha", "c")],
+        json!({}),
+        json!({}),
+    );
     d.signal(Signal::SIGHUP);
     let applied = d.wait_message("settings applied");
     assert_eq!(applied["started"], "[\"alpha/c\"]");
@@ -79,7 +100,10 @@ fn a_hook_runs_once_per_change_after_the_files_are_in_place() {
          && echo \"$AKV_SYNC_VAULT/$AKV_SYNC_NAME $AKV_SYNC_VERSION prev=$AKV_SYNC_PREVIOUS_VERSION\" >> {}",
         out.display()
     );
-    let global = format!("echo \"$AKV_SYNC_CHANGED_COUNT\" >> {}", global_out.display());
+    let global = format!(
+        "echo \"$AKV_SYNC_CHANGED_COUNT\" >> {}",
+        global_out.display()
+    );
     let settings_path = env.path("s.json");
     let settings = json!({
         "secretsManagementSettings": {
@@ -96,7 +120,9 @@ fn a_hook_runs_once_per_change_after_the_files_are_in_place() {
     std::fs::write(&settings_path, settings.to_string()).unwrap();
     let mut d = env.run(&settings_path, &[]);
     d.wait_status("success");
-    d.wait_line("the first certificate hook", |v| v["message"] == "hook ran" && v["hook"] == "certificate");
+    d.wait_line("the first certificate hook", |v| {
+        v["message"] == "hook ran" && v["hook"] == "certificate"
+    });
     let v1 = installed(&env.store, "alpha", "web").unwrap();
     let v2 = env.emulator.control().rotate("alpha", "web").unwrap();
     d.wait_line("the rotation's hook", |v| {
@@ -104,27 +130,47 @@ fn a_hook_runs_once_per_change_after_the_files_are_in_place() {
     });
     // Let a few more polls pass: nothing changes, so no hook may run.
     for _ in 0..3 {
-        d.wait_line("an unchanged poll", |v| v["message"] == "current" || v["level"] == "INFO");
+        d.wait_line("an unchanged poll", |v| {
+            v["message"] == "current" || v["level"] == "INFO"
+        });
     }
     let (code, lines) = d.stop();
     assert_eq!(code, Some(0));
     let calls = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(calls, format!("alpha/web {v1} prev=\nalpha/web {v2} prev={v1}\n"), "{lines:?}");
+    assert_eq!(
+        calls,
+        format!("alpha/web {v1} prev=\nalpha/web {v2} prev={v1}\n"),
+        "{lines:?}"
+    );
     let failed = lines.iter().filter(|l| l.contains("hook failed")).count();
     assert_eq!(failed, 0, "{lines:?}");
     // The global hook ran for the first batch and for the rotation: never per poll.
-    let global_calls: Vec<String> = std::fs::read_to_string(&global_out).unwrap().lines().map(str::to_owned).collect();
-    assert!(global_calls.len() >= 2 && global_calls.len() <= 3, "{global_calls:?}");
+    let global_calls: Vec<String> = std::fs::read_to_string(&global_out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        global_calls.len() >= 2 && global_calls.len() <= 3,
+        "{global_calls:?}"
+    );
 }
 
 fn scrape(port: u16, path: &str) -> (u16, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -142,7 +188,15 @@ fn metrics_and_readiness_follow_syncs_and_failures() {
     create(&env, &[("alpha", "web")]);
     let port = free_port();
     // The first downloads fail 3 times: /readyz must say not ready meanwhile.
-    let mut fault = Fault::new(FaultTarget::Vault, "/secrets/web*", FaultAction::Status { status: 500, body: None, retry_after: None });
+    let mut fault = Fault::new(
+        FaultTarget::Vault,
+        "/secrets/web*",
+        FaultAction::Status {
+            status: 500,
+            body: None,
+            retry_after: None,
+        },
+    );
     fault.count = Some(3);
     env.emulator.control().inject_fault(fault);
     let settings = env.write_settings(
@@ -161,19 +215,73 @@ fn metrics_and_readiness_follow_syncs_and_failures() {
     let (code, body) = scrape(port, "/readyz");
     assert_eq!(code, 200, "{body}");
     let (_, m) = scrape(port, "/metrics");
-    let expiry = metric(&m, "akv_sync_certificate_expiry_timestamp_seconds", "vault=\"alpha\",name=\"web\"").expect("expiry");
+    let expiry = metric(
+        &m,
+        "akv_sync_certificate_expiry_timestamp_seconds",
+        "vault=\"alpha\",name=\"web\"",
+    )
+    .expect("expiry");
     let file = env.store.join("alpha.web");
-    assert_eq!(Some(expiry as i64), akv_sync::pemfile::leaf_not_after(&file));
-    assert!(metric(&m, "akv_sync_requests_total", "target=\"vault\",status=\"500\"").unwrap() >= 3.0, "{m}");
-    assert!(metric(&m, "akv_sync_requests_total", "target=\"vault\",status=\"200\"").unwrap() >= 1.0, "{m}");
-    assert_eq!(metric(&m, "akv_sync_token_refreshes_total", ""), Some(1.0), "{m}");
+    assert_eq!(
+        Some(expiry as i64),
+        akv_sync::pemfile::leaf_not_after(&file)
+    );
+    assert!(
+        metric(
+            &m,
+            "akv_sync_requests_total",
+            "target=\"vault\",status=\"500\""
+        )
+        .unwrap()
+            >= 3.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "akv_sync_requests_total",
+            "target=\"vault\",status=\"200\""
+        )
+        .unwrap()
+            >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "akv_sync_token_refreshes_total", ""),
+        Some(1.0),
+        "{m}"
+    );
     assert_eq!(metric(&m, "akv_sync_ready", ""), Some(1.0), "{m}");
-    assert_eq!(metric(&m, "akv_sync_certificate_consecutive_failures", "name=\"web\""), Some(0.0));
+    assert_eq!(
+        metric(
+            &m,
+            "akv_sync_certificate_consecutive_failures",
+            "name=\"web\""
+        ),
+        Some(0.0)
+    );
     // A failure afterwards shows as consecutive failures.
-    env.emulator.control().inject_fault(Fault::new(FaultTarget::Vault, "/secrets/web*", FaultAction::Status { status: 500, body: None, retry_after: None }));
+    env.emulator.control().inject_fault(Fault::new(
+        FaultTarget::Vault,
+        "/secrets/web*",
+        FaultAction::Status {
+            status: 500,
+            body: None,
+            retry_after: None,
+        },
+    ));
     d.wait_message("check failed");
     let (_, m) = scrape(port, "/metrics");
-    assert!(metric(&m, "akv_sync_certificate_consecutive_failures", "name=\"web\"").unwrap() >= 1.0, "{m}");
+    assert!(
+        metric(
+            &m,
+            "akv_sync_certificate_consecutive_failures",
+            "name=\"web\""
+        )
+        .unwrap()
+            >= 1.0,
+        "{m}"
+    );
     let (code, _) = d.stop();
     assert_eq!(code, Some(0));
 }
@@ -193,21 +301,38 @@ fn logs_reach_fluentd_in_forward_mode() {
     let mut d = env.run(&settings, &[]);
     d.wait_status("success");
     let (mut conn, _) = receiver.accept().unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut records = Vec::new();
-    while !records.iter().any(|r: &rmpv::Value| r["message"].as_str().is_some_and(|m| m.contains("initial sync done"))) {
+    while !records.iter().any(|r: &rmpv::Value| {
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("initial sync done"))
+    }) {
         let msg = rmpv::decode::read_value(&mut conn).expect("a Forward message");
         assert_eq!(msg[0].as_str(), Some("akvvm_service"), "tag");
-        for entry in msg[1].as_array().expect("Forward mode: an array of entries") {
-            let rmpv::Value::Ext(0, time) = &entry[0] else { panic!("EventTime expected: {entry:?}") };
+        for entry in msg[1]
+            .as_array()
+            .expect("Forward mode: an array of entries")
+        {
+            let rmpv::Value::Ext(0, time) = &entry[0] else {
+                panic!("EventTime expected: {entry:?}")
+            };
             let secs = u32::from_be_bytes(time[..4].try_into().unwrap()) as u64;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
             assert!(secs <= now && secs + 600 > now, "time {secs}");
             assert!(entry[1]["level"].is_str());
             records.push(entry[1].clone());
         }
     }
-    assert!(records.iter().any(|r| r["message"] == "installed new version" && r["vault"] == "alpha" && r["name"] == "web"));
+    assert!(records.iter().any(|r| {
+        r["message"].as_str() == Some("installed new version")
+            && r["vault"].as_str() == Some("alpha")
+            && r["name"].as_str() == Some("web")
+    }));
     d.stop();
 }
 
@@ -225,7 +350,9 @@ fn with_fluentd_down_the_agent_keeps_syncing() {
     let mut d = env.run(&settings, &[]);
     d.wait_status("success");
     let v2 = env.emulator.control().rotate("alpha", "web").unwrap();
-    d.wait_line("the rotation", |v| v["message"] == "installed new version" && v["version"] == v2);
+    d.wait_line("the rotation", |v| {
+        v["message"] == "installed new version" && v["version"] == v2
+    });
     assert_eq!(installed(&env.store, "alpha", "web"), Some(v2));
     let (code, _) = d.stop();
     assert_eq!(code, Some(0));
@@ -234,19 +361,48 @@ fn with_fluentd_down_the_agent_keeps_syncing() {
 #[test]
 fn no_log_holds_a_secret_value_a_key_or_a_token() {
     let env = Env::start();
-    create(&env, &[("alpha", "p12"), ("alpha", "pem"), ("beta", "chain")]);
+    create(
+        &env,
+        &[("alpha", "p12"), ("alpha", "pem"), ("beta", "chain")],
+    );
     let control = env.emulator.control();
     let log_dir = env.path("logs");
-    let settings = env.write_settings("s.json", &[("alpha", "p12"), ("alpha", "pem"), ("beta", "chain"), ("beta", "bad")], json!({}), json!({}));
+    let settings = env.write_settings(
+        "s.json",
+        &[
+            ("alpha", "p12"),
+            ("alpha", "pem"),
+            ("beta", "chain"),
+            ("beta", "bad"),
+        ],
+        json!({}),
+        json!({}),
+    );
     // A secret whose value is a key with no certificate: it must be refused without echoing it.
     let generated = akv_sync::emulator::generator::generate(&spec(Format::Pem)).unwrap();
     let pem = akv_sync::emulator::generator::to_pem(&generated);
-    let key_only: String = pem.split("-----BEGIN CERTIFICATE-----").next().unwrap().to_owned();
-    control.set_raw_secret("beta", "bad", &key_only, "application/x-pem-file").unwrap();
-    let mut d = env.run(&settings, &["--log", "trace", "--log-dir", log_dir.to_str().unwrap()]);
-    d.wait_line("beta/bad refused", |v| v["message"].as_str().is_some_and(|m| m.contains("will retry")) && v["certificate"] == "beta/bad");
+    let key_only: String = pem
+        .split("-----BEGIN CERTIFICATE-----")
+        .next()
+        .unwrap()
+        .to_owned();
+    control
+        .set_raw_secret("beta", "bad", &key_only, "application/x-pem-file")
+        .unwrap();
+    let mut d = env.run(
+        &settings,
+        &["--log", "trace", "--log-dir", log_dir.to_str().unwrap()],
+    );
+    d.wait_line("beta/bad refused", |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("will retry"))
+            && v["certificate"] == "beta/bad"
+    });
     control.rotate("alpha", "p12").unwrap();
-    d.wait_line("the rotation", |v| v["message"] == "installed new version" && v["certificate"] == "alpha/p12");
+    d.wait_line("the rotation", |v| {
+        v["message"] == "installed new version" && v["certificate"] == "alpha/p12"
+    });
     let (_, lines) = d.stop();
     let mut logs = lines.join("\n");
     for entry in std::fs::read_dir(&log_dir).unwrap() {
@@ -257,17 +413,32 @@ fn no_log_holds_a_secret_value_a_key_or_a_token() {
     for secret in control.served_secrets() {
         // The whole value and every base64 line of it (a PEM key line, a PFX chunk).
         needles.push(secret.clone());
-        for line in secret.lines().filter(|l| l.len() >= 40 && !l.starts_with("-----")) {
+        for line in secret
+            .lines()
+            .filter(|l| l.len() >= 40 && !l.starts_with("-----"))
+        {
             needles.push(line.to_owned());
         }
         if !secret.contains("-----") {
-            needles.extend(secret.as_bytes().chunks(64).filter(|c| c.len() == 64).map(|c| String::from_utf8_lossy(c).into_owned()));
+            needles.extend(
+                secret
+                    .as_bytes()
+                    .chunks(64)
+                    .filter(|c| c.len() == 64)
+                    .map(|c| String::from_utf8_lossy(c).into_owned()),
+            );
         }
     }
     needles.extend(control.issued_tokens());
     assert!(needles.len() > 10);
     for n in &needles {
-        assert!(!logs.contains(n.as_str()), "a secret, key or token reached the logs");
+        assert!(
+            !logs.contains(n.as_str()),
+            "a secret, key or token reached the logs"
+        );
     }
-    assert!(!logs.contains("PRIVATE KEY-----"), "a key block reached the logs");
+    assert!(
+        !logs.contains("PRIVATE KEY-----"),
+        "a key block reached the logs"
+    );
 }

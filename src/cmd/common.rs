@@ -23,7 +23,9 @@ pub fn ports(
 ) -> anyhow::Result<RealPorts> {
     let http = NetConfig::from_env()?.client()?;
     let identity = IdentityClient::new(http.clone(), &settings.identity);
-    Ok(assemble(settings, http, identity, status, observer, metrics))
+    Ok(assemble(
+        settings, http, identity, status, observer, metrics,
+    ))
 }
 
 /// Ports with an explicit network configuration and identity endpoint (the demo and tests
@@ -36,7 +38,8 @@ pub fn ports_with(
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<RealPorts> {
     let http = net.client()?;
-    let identity = IdentityClient::with_endpoint(http.clone(), &settings.identity, identity_endpoint);
+    let identity =
+        IdentityClient::with_endpoint(http.clone(), &settings.identity, identity_endpoint);
     Ok(assemble(settings, http, identity, status, observer, None))
 }
 

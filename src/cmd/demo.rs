@@ -53,10 +53,26 @@ fn spec(key: KeyKind, chain_len: u8, format: Format, cn: &str) -> CertSpec {
 /// The sample certificates: (vault, name, spec).
 fn samples() -> Vec<(&'static str, &'static str, CertSpec)> {
     vec![
-        ("contoso", "web", spec(KeyKind::Rsa2048, 3, Format::Pkcs12, "www.contoso.com")),
-        ("contoso", "api", spec(KeyKind::EcP256, 2, Format::Pem, "api.contoso.com")),
-        ("fabrikam", "portal", spec(KeyKind::Rsa2048, 1, Format::Pkcs12, "portal.fabrikam.com")),
-        ("fabrikam", "mtls", spec(KeyKind::EcP384, 2, Format::Pem, "mtls.fabrikam.com")),
+        (
+            "contoso",
+            "web",
+            spec(KeyKind::Rsa2048, 3, Format::Pkcs12, "www.contoso.com"),
+        ),
+        (
+            "contoso",
+            "api",
+            spec(KeyKind::EcP256, 2, Format::Pem, "api.contoso.com"),
+        ),
+        (
+            "fabrikam",
+            "portal",
+            spec(KeyKind::Rsa2048, 1, Format::Pkcs12, "portal.fabrikam.com"),
+        ),
+        (
+            "fabrikam",
+            "mtls",
+            spec(KeyKind::EcP384, 2, Format::Pem, "mtls.fabrikam.com"),
+        ),
     ]
 }
 
@@ -94,9 +110,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None,
         None,
     );
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(demo(dir, args.once))
 }
 
@@ -120,7 +139,10 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("cannot start the emulator")?;
-    println!("1. Emulator started: Key Vault (TLS) at {}, IMDS at {}", emulator.vault_addr, emulator.imds_endpoint);
+    println!(
+        "1. Emulator started: Key Vault (TLS) at {}, IMDS at {}",
+        emulator.vault_addr, emulator.imds_endpoint
+    );
     println!("   vaults: contoso (web: PKCS#12 RSA chain of 3, api: PEM EC P-256)");
     println!("           fabrikam (portal: PKCS#12 self-signed RSA, mtls: PEM EC P-384)\n");
 
@@ -129,7 +151,10 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
     let parsed = akv_sync_config::parse(&std::fs::read_to_string(&settings_path)?)
         .map_err(|e| anyhow::anyhow!("demo settings invalid: {e:?}"))?;
     let settings = parsed.settings;
-    println!("2. Settings written to {} (the extension's own schema,", settings_path.display());
+    println!(
+        "2. Settings written to {} (the extension's own schema,",
+        settings_path.display()
+    );
     println!("   real vault URLs such as https://contoso.vault.azure.net/secrets/web).\n");
 
     let (tx, mut installs) = mpsc::unbounded_channel();
@@ -178,7 +203,9 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
     // Drain the initial installs before rotating.
     while installs.try_recv().is_ok() {}
     let control = emulator.control();
-    let new_version = control.rotate("contoso", "web").context("rotate contoso/web")?;
+    let new_version = control
+        .rotate("contoso", "web")
+        .context("rotate contoso/web")?;
     println!("\n5. Rotated contoso/web in the vault: new version {new_version}.");
     println!("   Waiting for the agent's next poll (every 5 s, ±20 %)…");
     let moved = tokio::time::timeout(Duration::from_secs(60), async {
@@ -197,14 +224,20 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
                 i.version,
                 i.previous_version.as_deref().unwrap_or("-")
             );
-            println!("   www-current -> {}", std::fs::read_link(store.join("www-current"))?.display());
+            println!(
+                "   www-current -> {}",
+                std::fs::read_link(store.join("www-current"))?.display()
+            );
         }
         _ => println!("   The rotation was not picked up within 60 s."),
     }
 
     println!("\nTry, in another terminal:");
     println!("   akv-sync status --settings {}", settings_path.display());
-    println!("   akv-sync validate --settings {}", settings_path.display());
+    println!(
+        "   akv-sync validate --settings {}",
+        settings_path.display()
+    );
     if !once {
         println!("\nThe agent keeps polling; press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
@@ -225,7 +258,11 @@ fn print_tree(store: &Path) -> anyhow::Result<()> {
         if meta.file_type().is_symlink() {
             println!("   {name} -> {}", std::fs::read_link(e.path())?.display());
         } else {
-            println!("   {name}  ({} bytes, mode {:o})", meta.len(), meta.permissions().mode() & 0o777);
+            println!(
+                "   {name}  ({} bytes, mode {:o})",
+                meta.len(),
+                meta.permissions().mode() & 0o777
+            );
         }
     }
     Ok(())

@@ -41,7 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let results = runtime.block_on(async {
         let ports = ports(&settings, Arc::new(LogStatus), Arc::new(NoObserver), None)?;
         let b = bar.clone();
@@ -51,18 +53,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for r in &results {
         match &r.result {
-            Ok(CheckOutcome::Updated { version, report: InstallReport::Installed { .. } }) => {
+            Ok(CheckOutcome::Updated {
+                version,
+                report: InstallReport::Installed { .. },
+            }) => {
                 println!("installed  {}  {version}", r.id)
             }
             Ok(CheckOutcome::Updated { version, .. }) | Ok(CheckOutcome::Current { version }) => {
                 println!("current    {}  {version}", r.id)
             }
-            Ok(CheckOutcome::Failed { error, .. }) | Err(akv_sync_actors::CheckError { message: error, .. }) => {
+            Ok(CheckOutcome::Failed { error, .. })
+            | Err(akv_sync_actors::CheckError { message: error, .. }) => {
                 failed += 1;
                 println!("FAILED     {}  {error}", r.id)
             }
         }
     }
-    println!("{} of {} certificate(s) installed and current", results.len() - failed, results.len());
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "{} of {} certificate(s) installed and current",
+        results.len() - failed,
+        results.len()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -49,12 +49,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
     let logs = logging::init(&args.log, log_dir, parsed.settings.logging.as_ref());
     log_parsed(&parsed);
-    let mut sinks: Vec<Arc<dyn StatusSink>> = vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
+    let mut sinks: Vec<Arc<dyn StatusSink>> =
+        vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
     if let (Some(dir), Some(seq)) = (&args.status_dir, args.sequence) {
         sinks.push(Arc::new(VmAgentStatus::new(dir, seq, "Enable")));
     }
     let sink: Arc<dyn StatusSink> = Arc::new(Fanout(sinks));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new(parsed.settings.agent.expiry_warning_days));
         if let Some(q) = logs.fluentd {
@@ -86,7 +89,12 @@ impl Daemon {
     fn start(&self, settings: &Settings) -> anyhow::Result<Running> {
         let (hooks, hooks_done) = Hooks::spawn(settings.agent.hook.clone());
         self.metrics.watch_hooks(hooks);
-        let ports = ports(settings, self.sink.clone(), self.metrics.clone(), Some(self.metrics.clone()))?;
+        let ports = ports(
+            settings,
+            self.sink.clone(),
+            self.metrics.clone(),
+            Some(self.metrics.clone()),
+        )?;
         Ok(Running {
             agent: Agent::start(settings, ports),
             hooks: hooks_done,
@@ -114,7 +122,12 @@ impl Daemon {
                     let gate = g.lock().expect("gate lock").clone();
                     metrics::readiness(&gate, &m, interval)
                 });
-                Some(tokio::spawn(metrics::serve(listener, self.metrics.clone(), ready, cancel.clone())))
+                Some(tokio::spawn(metrics::serve(
+                    listener,
+                    self.metrics.clone(),
+                    ready,
+                    cancel.clone(),
+                )))
             }
             None => None,
         };

@@ -1,1 +1,847 @@
-//! The store: atomic versioned files, links, permissions and POSIX ACLs. (Filled by the Store issue.)
+//! The store: atomic versioned files, links, permissions and POSIX ACLs.
+//!
+//! The only code in akv-sync that writes certificates to disk. Layout (SPEC §3), for vault
+//! `v`, certificate `c`, version `V` in store folder `S`:
+//!
+//! ```text
+//! S/v.c      -> v.c.V    relative symlink to the current version
+//! S/v.c.V                full-chain PEM, private key last, 0600 (+ ACL)
+//! S/v.c.V0               earlier versions stay unless pruning is asked for
+//! S/custom   -> v.c.V    customSymbolicLinkName, when set
+//! S/<output>             extra outputs (certbot layout), when set
+//! ```
+//!
+//! Guarantees:
+//! - The folder is opened once (`O_DIRECTORY|O_NOFOLLOW`) and every operation is relative to
+//!   that descriptor (`openat`, `renameat`, `symlinkat`, `readlinkat`, `fstatat` with
+//!   `AT_SYMLINK_NOFOLLOW`): nothing is resolved through a link and nothing is written
+//!   outside the folder.
+//! - Every file appears atomically: a temporary name (`.akv-sync.tmp.<pid>.<n>`) is created
+//!   `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0600, its final mode and ACL are set **before any
+//!   content is written**, then content, `fsync`, `renameat`, `fsync` of the folder. A link
+//!   is replaced by creating a temporary symlink and renaming it over the old one. At no
+//!   instant can a reader see a partial file, or a key through an ACL it is not entitled to.
+//! - A file already holding the wanted bytes is not written at all (mtime and inode stay);
+//!   only its ACL and the links are corrected if they drifted.
+//! - Something the store did not create where its file or link goes (a symlink, a folder, a
+//!   FIFO, a file owned by someone else or with extra hard links) is refused and reported
+//!   ([`StoreError::Planted`]), never followed.
+//!
+//! All calls are synchronous; the writer actor runs them on `spawn_blocking`.
+
+mod acl;
+mod error;
+mod name;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RenameFlags, Stat};
+use rustix::io::Errno;
+use zeroize::Zeroizing;
+
+pub use acl::{GrantKind, ResolvedGrant, resolve_grants};
+pub use error::{Found, NameKind, StoreError};
+
+use acl::{Acl, PERM_EXEC, PERM_READ};
+
+/// Prefix of every temporary file or link the store creates; [`Store::clean_temporaries`]
+/// removes what a crash left behind. Link, output and certificate names may not start with it.
+pub const TEMP_PREFIX: &str = ".akv-sync.tmp.";
+
+/// Mode of the store folder when akv-sync creates it.
+pub const FOLDER_MODE: u32 = 0o700;
+/// Mode of every key-bearing file (before ACL entries, which show as group bits = mask).
+pub const KEY_FILE_MODE: u32 = 0o600;
+/// Mode of the public extra outputs (certificate, chain, full chain), as certbot does.
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
+
+/// How many temporary names are tried before giving up (each taken name is skipped, never
+/// opened: it may be a link someone planted).
+const TEMP_ATTEMPTS: u32 = 1000;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// One extra output file (certbot layout), written with the same guarantees as the version
+/// file. `secret` files get the key-file mode 0600 and the certificate's ACL; the others are
+/// public data and get 0644 (the folder's own mode and ACL still decide who can reach them).
+#[derive(Clone, Copy)]
+pub struct Output<'a> {
+    pub file_name: &'a str,
+    pub content: &'a [u8],
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for Output<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("file_name", &self.file_name)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Everything one install pass of one certificate needs.
+#[derive(Clone, Copy)]
+pub struct InstallRequest<'a> {
+    pub vault: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    /// The full-chain PEM with the private key last (key-bearing).
+    pub full_chain_pem: &'a [u8],
+    /// `customSymbolicLinkName`.
+    pub link_name: Option<&'a str>,
+    /// `None` when `aclEnabled` is false: the certificate's files carry no named ACL entries
+    /// (entries a previous pass set are removed). `Some(grants)`: exactly these principals
+    /// get read on the key-bearing files; entries for anyone else are removed.
+    pub acl: Option<&'a [ResolvedGrant]>,
+    /// Extra outputs (certbot layout).
+    pub outputs: &'a [Output<'a>],
+    /// Keep at most this many version files of this certificate (newest by installation
+    /// time); the current version is always kept. `None` keeps everything.
+    pub prune_keep: Option<usize>,
+}
+
+impl std::fmt::Debug for InstallRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallRequest")
+            .field("vault", &self.vault)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field(
+                "full_chain_pem",
+                &format_args!("<{} bytes>", self.full_chain_pem.len()),
+            )
+            .field("link_name", &self.link_name)
+            .field("acl", &self.acl)
+            .field("outputs", &self.outputs)
+            .field("prune_keep", &self.prune_keep)
+            .finish()
+    }
+}
+
+/// What an install pass did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// Everything was already as asked; nothing was written.
+    Unchanged,
+    /// The version file was written and the links point at it. `previous_version` is the
+    /// version the link pointed at before (equal to the installed one when the same version
+    /// was on disk with different bytes and has been replaced — Key Vault versions are
+    /// immutable, so that means a damaged file or a changed conversion; it is logged).
+    Installed {
+        path: PathBuf,
+        previous_version: Option<String>,
+    },
+    /// The version file was already right; only ACLs, links or extra outputs were fixed.
+    Repaired,
+}
+
+/// The version a certificate's link points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub version: String,
+    /// Path of the version file (`<store>/<vault>.<name>.<version>`).
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An open store folder.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    dir: OwnedFd,
+    uid: u32,
+}
+
+/// A version with its modification time (seconds, nanoseconds), for sorting by age.
+type Aged = ((i64, i64), String);
+
+/// A regular file of ours, opened read-only without following links.
+struct OurFile {
+    fd: OwnedFd,
+    stat: Stat,
+}
+
+impl Store {
+    /// Open the store folder, creating it (mode 0700, missing parents 0755) when absent.
+    ///
+    /// Refused: a store path that is a symbolic link ([`StoreError::StoreIsSymlink`]), not a
+    /// folder, or a folder owned by another user. An existing folder that is group- or
+    /// other-*writable* is tightened (those write bits are removed, with a warning): whoever
+    /// can write the folder can swap the files and links readers rely on, so leaving it would
+    /// void every guarantee, while removing write bits takes no read access away. Read and
+    /// traverse bits an administrator chose are left alone (the key files are 0600 anyway).
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|source| StoreError::Io {
+                    op: "create parent folders",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
+        let created = match rustix::fs::mkdirat(CWD, &path, Mode::from_raw_mode(FOLDER_MODE)) {
+            Ok(()) => true,
+            Err(Errno::EXIST) => false,
+            Err(e) => {
+                return Err(StoreError::Io {
+                    op: "create store folder",
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        let dir = match rustix::fs::openat(
+            CWD,
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e == Errno::LOOP || e == Errno::NOTDIR => {
+                let is_link = rustix::fs::statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+                    .unwrap_or(false);
+                return Err(if is_link {
+                    StoreError::StoreIsSymlink { path }
+                } else {
+                    StoreError::StoreNotDirectory { path }
+                });
+            }
+            Err(e) => {
+                return Err(StoreError::Io {
+                    op: "open store folder",
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        let uid = nix::unistd::geteuid().as_raw();
+        let st = rustix::fs::fstat(&dir).map_err(|e| StoreError::Io {
+            op: "stat store folder",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        if st.st_uid != uid {
+            return Err(StoreError::StoreNotOwned {
+                path,
+                owner: st.st_uid,
+                expected: uid,
+            });
+        }
+        let mode = st.st_mode & 0o7777;
+        let wanted = if created { FOLDER_MODE } else { mode & !0o022 };
+        if wanted != mode {
+            if !created {
+                tracing::warn!(
+                    store = %path.display(),
+                    mode = format_args!("{mode:o}"),
+                    "store folder was group/other-writable; removing those write bits"
+                );
+            }
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(wanted)).map_err(|e| StoreError::Io {
+                op: "chmod store folder",
+                path: path.clone(),
+                source: e.into(),
+            })?;
+        }
+        Ok(Store { path, dir, uid })
+    }
+
+    /// The store folder as given to [`Store::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove the temporary files and links a crash left behind (names starting with
+    /// [`TEMP_PREFIX`]). Returns how many were removed. Call it once at start, before the
+    /// first install (a temporary name is never reused while its writer is alive).
+    pub fn clean_temporaries(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.list()? {
+            if !entry.as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                continue;
+            }
+            match rustix::fs::unlinkat(&self.dir, entry.as_os_str(), AtFlags::empty()) {
+                Ok(()) => removed += 1,
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(self.io_err("remove temporary file", entry.as_os_str(), e)),
+            }
+        }
+        if removed > 0 {
+            self.sync_folder()?;
+            tracing::info!(store = %self.path.display(), removed, "removed left-over temporary files");
+        }
+        Ok(removed)
+    }
+
+    /// The version the `<vault>.<name>` link points at, if the link exists and its target
+    /// is one of this certificate's version files. A dangling link gives `None` (the version
+    /// will be installed again); a link pointing anywhere else is
+    /// [`StoreError::ForeignLink`] and is not followed; a non-link at that name is
+    /// [`StoreError::Planted`].
+    pub fn current(&self, vault: &str, name: &str) -> Result<Option<Installed>, StoreError> {
+        name::check_part(NameKind::Vault, vault)?;
+        name::check_part(NameKind::Certificate, name)?;
+        let stem = format!("{vault}.{name}");
+        let Some(version) = self.link_version(&stem)? else {
+            return Ok(None);
+        };
+        let file = format!("{stem}.{version}");
+        match self.open_ours(&file)? {
+            None => Ok(None),
+            Some(f) => Ok(Some(Installed {
+                version,
+                path: self.path.join(&file),
+                size: f.stat.st_size as u64,
+            })),
+        }
+    }
+
+    /// The versions of this certificate present in the store, oldest installation first
+    /// (by file modification time, then name).
+    pub fn versions(&self, vault: &str, name: &str) -> Result<Vec<String>, StoreError> {
+        name::check_part(NameKind::Vault, vault)?;
+        name::check_part(NameKind::Certificate, name)?;
+        Ok(self
+            .versions_by_age(&format!("{vault}.{name}"))?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Install (or confirm) one version of one certificate; see the module documentation
+    /// for the guarantees and [`InstallOutcome`] for the result.
+    pub fn install(&self, req: &InstallRequest<'_>) -> Result<InstallOutcome, StoreError> {
+        name::check_part(NameKind::Vault, req.vault)?;
+        name::check_part(NameKind::Certificate, req.name)?;
+        name::check_part(NameKind::Version, req.version)?;
+        let stem = format!("{}.{}", req.vault, req.name);
+        let file = format!("{stem}.{}", req.version);
+        if file.len() > 255 {
+            return Err(StoreError::UnsafeName {
+                kind: NameKind::Version,
+                name: req.version.to_owned(),
+                reason: "the file name <vault>.<name>.<version> would be longer than 255 bytes",
+            });
+        }
+        if let Some(link) = req.link_name {
+            name::check_file_name(NameKind::Link, link, &stem)?;
+        }
+        let mut seen = BTreeSet::new();
+        for out in req.outputs {
+            name::check_file_name(NameKind::Output, out.file_name, &stem)?;
+            if Some(out.file_name) == req.link_name || !seen.insert(out.file_name) {
+                return Err(StoreError::UnsafeName {
+                    kind: NameKind::Output,
+                    name: out.file_name.to_owned(),
+                    reason: "it is used twice (by another output or the custom link)",
+                });
+            }
+        }
+
+        let granted: BTreeSet<(GrantKind, u32)> = req
+            .acl
+            .unwrap_or_default()
+            .iter()
+            .map(|g| (g.kind, g.id))
+            .collect();
+        let key_acl = Acl::with_named(
+            KEY_FILE_MODE,
+            granted.iter().map(|p| (*p, PERM_READ)).collect(),
+        );
+        let public_acl = Acl::from_mode(PUBLIC_FILE_MODE);
+
+        let previous = match self.link_version(&stem) {
+            Ok(v) => v,
+            // A link pointing somewhere else is ours to replace (never followed).
+            Err(StoreError::ForeignLink { .. }) => None,
+            Err(e) => return Err(e),
+        };
+
+        let mut repaired = false;
+        let mut revoked = false;
+
+        // 1. The version file.
+        let written = match self.open_ours(&file)? {
+            None => {
+                self.put_file(&file, req.full_chain_pem, &key_acl, false)?;
+                true
+            }
+            Some(existing) => {
+                if self.same_content(&existing, &file, req.full_chain_pem)? {
+                    let (fixed, rev) = self.fix_acl(&existing, &file, &key_acl)?;
+                    repaired |= fixed;
+                    revoked |= rev;
+                    false
+                } else {
+                    tracing::warn!(
+                        vault = req.vault,
+                        certificate = req.name,
+                        version = req.version,
+                        "version already on disk with different content; replacing it atomically"
+                    );
+                    self.put_file(&file, req.full_chain_pem, &key_acl, true)?;
+                    true
+                }
+            }
+        };
+
+        // 2. Extra outputs.
+        for out in req.outputs {
+            let want = if out.secret { &key_acl } else { &public_acl };
+            match self.open_ours(out.file_name)? {
+                None => {
+                    self.put_file(out.file_name, out.content, want, false)?;
+                    repaired = true;
+                }
+                Some(existing) => {
+                    if self.same_content(&existing, out.file_name, out.content)? {
+                        let (fixed, rev) = self.fix_acl(&existing, out.file_name, want)?;
+                        repaired |= fixed;
+                        revoked |= rev;
+                    } else {
+                        self.put_file(out.file_name, out.content, want, true)?;
+                        repaired = true;
+                    }
+                }
+            }
+        }
+
+        // 3. Links, after everything they lead to is in place.
+        repaired |= self.put_link(&stem, &file)?;
+        if let Some(link) = req.link_name {
+            repaired |= self.put_link(link, &file)?;
+        }
+
+        // 4. Earlier versions hold earlier keys: same ACL as the current one.
+        let by_age = self.versions_by_age(&stem)?;
+        for (_, version) in &by_age {
+            if version == req.version {
+                continue;
+            }
+            let old = format!("{stem}.{version}");
+            if let Some(existing) = self.open_ours(&old)? {
+                let (fixed, rev) = self.fix_acl(&existing, &old, &key_acl)?;
+                repaired |= fixed;
+                revoked |= rev;
+            }
+        }
+
+        // 5. Traverse on the folder for every granted principal; entries for principals no
+        //    file grants any more are removed when something was revoked.
+        repaired |= self.sync_folder_acl(&granted, revoked)?;
+
+        // 6. Opt-in pruning (never the current version).
+        if let Some(keep) = req.prune_keep {
+            let mut removed = 0usize;
+            for (_, version) in by_age.iter().rev().skip(keep) {
+                if version == req.version {
+                    continue;
+                }
+                let old = format!("{stem}.{version}");
+                match rustix::fs::unlinkat(&self.dir, old.as_str(), AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => removed += 1,
+                    Err(e) => return Err(self.io_err("remove pruned version", old.as_ref(), e)),
+                }
+            }
+            if removed > 0 {
+                self.sync_folder()?;
+                tracing::info!(
+                    vault = req.vault,
+                    certificate = req.name,
+                    removed,
+                    "pruned old versions"
+                );
+            }
+        }
+
+        Ok(if written {
+            InstallOutcome::Installed {
+                path: self.path.join(&file),
+                previous_version: previous,
+            }
+        } else if repaired {
+            InstallOutcome::Repaired
+        } else {
+            InstallOutcome::Unchanged
+        })
+    }
+
+    // ---- internals -------------------------------------------------------------------------
+
+    fn at(&self, name: impl AsRef<OsStr>) -> PathBuf {
+        self.path.join(name.as_ref())
+    }
+
+    /// Map an errno to the error variant that says what happened.
+    fn io_err(&self, op: &'static str, name: &OsStr, e: Errno) -> StoreError {
+        let path = self.at(name);
+        if e == Errno::NOSPC || e == Errno::DQUOT {
+            return StoreError::NoSpace { path };
+        }
+        if e == Errno::NOENT && rustix::fs::fstat(&self.dir).is_ok_and(|st| st.st_nlink == 0) {
+            return StoreError::StoreVanished {
+                path: self.path.clone(),
+            };
+        }
+        StoreError::Io {
+            op,
+            path,
+            source: e.into(),
+        }
+    }
+
+    fn acl_err(&self, op: &'static str, name: &OsStr, source: std::io::Error) -> StoreError {
+        let path = self.at(name);
+        match source.raw_os_error() {
+            Some(c) if c == Errno::NOSPC.raw_os_error() || c == Errno::DQUOT.raw_os_error() => {
+                StoreError::NoSpace { path }
+            }
+            _ => StoreError::Acl { op, path, source },
+        }
+    }
+
+    fn sync_folder(&self) -> Result<(), StoreError> {
+        rustix::fs::fsync(&self.dir)
+            .map_err(|e| self.io_err("fsync store folder", OsStr::new(""), e))
+    }
+
+    /// Names in the folder (without `.` and `..`).
+    fn list(&self) -> Result<Vec<std::ffi::OsString>, StoreError> {
+        let err = |e| self.io_err("read store folder", OsStr::new(""), e);
+        let dir = rustix::fs::Dir::read_from(&self.dir).map_err(err)?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(err)?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(OsStr::from_bytes(n).to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Open `name` if it is a regular file the store could have created (owned by us, one
+    /// hard link). Missing → `None`; anything else → [`StoreError::Planted`].
+    fn open_ours(&self, name: &str) -> Result<Option<OurFile>, StoreError> {
+        let planted = |found| StoreError::Planted {
+            path: self.at(name),
+            found,
+        };
+        let classify = |st: &Stat| match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile if st.st_uid == self.uid && st.st_nlink == 1 => None,
+            FileType::RegularFile => Some(Found::ForeignFile),
+            FileType::Symlink => Some(Found::Symlink),
+            FileType::Directory => Some(Found::Directory),
+            _ => Some(Found::Special),
+        };
+        let st = match rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.io_err("stat", name.as_ref(), e)),
+        };
+        if let Some(found) = classify(&st) {
+            return Err(planted(found));
+        }
+        let fd = match rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(planted(Found::Symlink)),
+            Err(e) => return Err(self.io_err("open", name.as_ref(), e)),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| self.io_err("stat", name.as_ref(), e))?;
+        if let Some(found) = classify(&stat) {
+            return Err(planted(found));
+        }
+        Ok(Some(OurFile { fd, stat }))
+    }
+
+    fn same_content(&self, f: &OurFile, name: &str, want: &[u8]) -> Result<bool, StoreError> {
+        if f.stat.st_size as u64 != want.len() as u64 {
+            return Ok(false);
+        }
+        let mut have = Zeroizing::new(Vec::with_capacity(want.len() + 1));
+        let mut file = std::fs::File::from(f.fd.try_clone().map_err(|e| StoreError::Io {
+            op: "duplicate descriptor",
+            path: self.at(name),
+            source: e,
+        })?);
+        // Read one byte more than expected to notice a file that grew since fstat.
+        (&mut file)
+            .take(want.len() as u64 + 1)
+            .read_to_end(&mut have)
+            .map_err(|source| StoreError::Io {
+                op: "read",
+                path: self.at(name),
+                source,
+            })?;
+        Ok(have.as_slice() == want)
+    }
+
+    /// Make an existing file's ACL (and so its mode) exactly `want`. Returns (changed,
+    /// revoked: some named entry was removed).
+    fn fix_acl(&self, f: &OurFile, name: &str, want: &Acl) -> Result<(bool, bool), StoreError> {
+        let have = acl::read(&f.fd, f.stat.st_mode & 0o777)
+            .map_err(|e| self.acl_err("read", name.as_ref(), e))?;
+        if &have == want {
+            return Ok((false, false));
+        }
+        let revoked = have.named.keys().any(|p| !want.named.contains_key(p));
+        acl::write(&f.fd, want).map_err(|e| self.acl_err("write", name.as_ref(), e))?;
+        Ok((true, revoked))
+    }
+
+    fn temp_name() -> String {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!("{TEMP_PREFIX}{}.{n}", std::process::id())
+    }
+
+    /// Write `content` to `name` atomically, with `acl` (and so the mode) in place before
+    /// the first byte is written. `replace`: an existing file of ours may be replaced;
+    /// otherwise the rename refuses to replace anything.
+    fn put_file(
+        &self,
+        name: &str,
+        content: &[u8],
+        acl: &Acl,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        let mut attempts = 0;
+        let (tmp, fd) = loop {
+            let tmp = Self::temp_name();
+            match rustix::fs::openat(
+                &self.dir,
+                tmp.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(KEY_FILE_MODE),
+            ) {
+                Ok(fd) => break (tmp, fd),
+                // Taken (perhaps by a planted link): never opened, try the next name.
+                Err(Errno::EXIST) if attempts < TEMP_ATTEMPTS => attempts += 1,
+                Err(e) => return Err(self.io_err("create temporary file", tmp.as_ref(), e)),
+            }
+        };
+        let result = self.fill_and_rename(fd, &tmp, name, content, acl, replace);
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&self.dir, tmp.as_str(), AtFlags::empty());
+        }
+        result
+    }
+
+    fn fill_and_rename(
+        &self,
+        fd: OwnedFd,
+        tmp: &str,
+        name: &str,
+        content: &[u8],
+        acl: &Acl,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        // The file is empty and 0600 (or less, by umask) here; set mode and ACL first.
+        acl::write(&fd, acl).map_err(|e| self.acl_err("write", tmp.as_ref(), e))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(content)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| match source.raw_os_error() {
+                Some(c) if c == Errno::NOSPC.raw_os_error() || c == Errno::DQUOT.raw_os_error() => {
+                    StoreError::NoSpace {
+                        path: self.at(name),
+                    }
+                }
+                _ => StoreError::Io {
+                    op: "write temporary file",
+                    path: self.at(tmp),
+                    source,
+                },
+            })?;
+        drop(file);
+        if replace {
+            // Still ours? (checked again right before the rename; a rename never follows a
+            // link, so this only decides what is reported.)
+            self.open_ours(name)?;
+            rustix::fs::renameat(&self.dir, tmp, &self.dir, name)
+                .map_err(|e| self.io_err("rename", name.as_ref(), e))?;
+        } else {
+            match rustix::fs::renameat_with(&self.dir, tmp, &self.dir, name, RenameFlags::NOREPLACE)
+            {
+                Ok(()) => {}
+                Err(Errno::EXIST) => {
+                    // Appeared since we looked: report what it is.
+                    self.open_ours(name)?;
+                    return Err(StoreError::Planted {
+                        path: self.at(name),
+                        found: Found::RegularFile,
+                    });
+                }
+                // File systems without RENAME_NOREPLACE.
+                Err(Errno::INVAL) => rustix::fs::renameat(&self.dir, tmp, &self.dir, name)
+                    .map_err(|e| self.io_err("rename", name.as_ref(), e))?,
+                Err(e) => return Err(self.io_err("rename", name.as_ref(), e)),
+            }
+        }
+        self.sync_folder()
+    }
+
+    /// The target of link `name`, `None` when there is no such link.
+    fn read_link(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match rustix::fs::readlinkat(&self.dir, name, Vec::new()) {
+            Ok(t) => Ok(Some(t.into_bytes())),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::INVAL) => {
+                // Exists but is not a symlink.
+                let found = match rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                {
+                    Ok(FileType::Directory) => Found::Directory,
+                    Ok(FileType::RegularFile) => Found::RegularFile,
+                    _ => Found::Special,
+                };
+                Err(StoreError::Planted {
+                    path: self.at(name),
+                    found,
+                })
+            }
+            Err(e) => Err(self.io_err("read link", name.as_ref(), e)),
+        }
+    }
+
+    /// The version the certificate link `stem` points at, checking it is one of ours.
+    fn link_version(&self, stem: &str) -> Result<Option<String>, StoreError> {
+        let Some(target) = self.read_link(stem)? else {
+            return Ok(None);
+        };
+        let foreign = || StoreError::ForeignLink {
+            path: self.at(stem),
+            target: PathBuf::from(OsStr::from_bytes(&target)),
+        };
+        let version = std::str::from_utf8(&target)
+            .ok()
+            .and_then(|t| t.strip_prefix(stem))
+            .and_then(|t| t.strip_prefix('.'))
+            .ok_or_else(foreign)?;
+        name::check_part(NameKind::Version, version).map_err(|_| foreign())?;
+        Ok(Some(version.to_owned()))
+    }
+
+    /// Point link `name` at `target` (a file name in the folder). Returns whether it changed.
+    fn put_link(&self, name: &str, target: &str) -> Result<bool, StoreError> {
+        if self.read_link(name)?.as_deref() == Some(target.as_bytes()) {
+            return Ok(false);
+        }
+        let mut attempts = 0;
+        let tmp = loop {
+            let tmp = Self::temp_name();
+            match rustix::fs::symlinkat(target, &self.dir, tmp.as_str()) {
+                Ok(()) => break tmp,
+                Err(Errno::EXIST) if attempts < TEMP_ATTEMPTS => attempts += 1,
+                Err(e) => return Err(self.io_err("create temporary link", tmp.as_ref(), e)),
+            }
+        };
+        let result = (|| {
+            // Re-check right before the rename so a non-link is reported, not replaced.
+            self.read_link(name)?;
+            rustix::fs::renameat(&self.dir, tmp.as_str(), &self.dir, name)
+                .map_err(|e| self.io_err("rename link", name.as_ref(), e))?;
+            self.sync_folder()
+        })();
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&self.dir, tmp.as_str(), AtFlags::empty());
+        }
+        result.map(|()| true)
+    }
+
+    /// This certificate's version files, oldest first: ((mtime s, ns), version).
+    fn versions_by_age(&self, stem: &str) -> Result<Vec<Aged>, StoreError> {
+        let prefix = format!("{stem}.");
+        let mut out = Vec::new();
+        for entry in self.list()? {
+            let Some(version) = entry.to_str().and_then(|n| n.strip_prefix(prefix.as_str())) else {
+                continue;
+            };
+            if name::check_part(NameKind::Version, version).is_err() {
+                continue;
+            }
+            match rustix::fs::statat(&self.dir, entry.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                // The time fields are narrower than i64 on some 32-bit targets.
+                #[allow(clippy::unnecessary_cast)]
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                    out.push((
+                        (st.st_mtime as i64, st.st_mtime_nsec as i64),
+                        version.to_owned(),
+                    ));
+                }
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(self.io_err("stat", entry.as_os_str(), e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Give every principal in `granted` traverse (`x`) on the folder; when `revoked`,
+    /// also drop the traverse-only entries of principals that no file in the folder grants
+    /// any more (entries with other permissions are an administrator's and are kept).
+    fn sync_folder_acl(
+        &self,
+        granted: &BTreeSet<(GrantKind, u32)>,
+        revoked: bool,
+    ) -> Result<bool, StoreError> {
+        let st = rustix::fs::fstat(&self.dir)
+            .map_err(|e| self.io_err("stat store folder", OsStr::new(""), e))?;
+        let have = acl::read(&self.dir, st.st_mode & 0o777)
+            .map_err(|e| self.acl_err("read", OsStr::new(""), e))?;
+        let mut want = have.clone();
+        for p in granted {
+            *want.named.entry(*p).or_insert(0) |= PERM_EXEC;
+        }
+        if revoked {
+            let in_use = self.principals_in_use()?;
+            want.named
+                .retain(|p, perm| *perm != PERM_EXEC || granted.contains(p) || in_use.contains(p));
+        }
+        if want.named == have.named {
+            return Ok(false);
+        }
+        want.fix_mask();
+        acl::write(&self.dir, &want).map_err(|e| self.acl_err("write", OsStr::new(""), e))?;
+        Ok(true)
+    }
+
+    /// Every principal named in the ACL of a regular file in the folder.
+    fn principals_in_use(&self) -> Result<BTreeSet<(GrantKind, u32)>, StoreError> {
+        let mut all = BTreeSet::new();
+        for entry in self.list()? {
+            let Some(n) = entry.to_str() else { continue };
+            if n.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            // Anything that is not a plain file of ours grants nothing we manage.
+            if let Ok(Some(f)) = self.open_ours(n) {
+                let acl: BTreeMap<_, _> = acl::read(&f.fd, f.stat.st_mode & 0o777)
+                    .map_err(|e| self.acl_err("read", entry.as_os_str(), e))?
+                    .named;
+                all.extend(acl.into_keys());
+            }
+        }
+        Ok(all)
+    }
+}

@@ -37,7 +37,12 @@ impl Env {
             }))
             .unwrap();
         let store = dir.path().join("store");
-        Env { emulator, dir, store, rt }
+        Env {
+            emulator,
+            dir,
+            store,
+            rt,
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -45,7 +50,13 @@ impl Env {
     }
 
     /// Write a settings file; `certs` are (vault, name); `extra` merges into the top level.
-    pub fn write_settings(&self, file: &str, certs: &[(&str, &str)], sms_extra: serde_json::Value, top_extra: serde_json::Value) -> PathBuf {
+    pub fn write_settings(
+        &self,
+        file: &str,
+        certs: &[(&str, &str)],
+        sms_extra: serde_json::Value,
+        top_extra: serde_json::Value,
+    ) -> PathBuf {
         let observed: Vec<serde_json::Value> = certs
             .iter()
             .map(|(v, n)| {
@@ -80,7 +91,11 @@ impl Env {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args);
-        for (k, v) in env_for_emulator(self.emulator.vault_addr, &self.emulator.ca_file, &self.emulator.imds_endpoint) {
+        for (k, v) in env_for_emulator(
+            self.emulator.vault_addr,
+            &self.emulator.ca_file,
+            &self.emulator.imds_endpoint,
+        ) {
             cmd.env(k, v);
         }
         cmd.env_remove("AKV_SYNC_LOG").env_remove("NOTIFY_SOCKET");
@@ -89,7 +104,13 @@ impl Env {
 
     /// Start `akv-sync run --settings FILE --log-format json --no-log-file <extra>`.
     pub fn run(&self, settings: &Path, extra: &[&str]) -> Daemon {
-        let mut args = vec!["run", "--settings", settings.to_str().unwrap(), "--log-format", "json"];
+        let mut args = vec![
+            "run",
+            "--settings",
+            settings.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ];
         if !extra.contains(&"--log-dir") {
             args.push("--no-log-file");
         }
@@ -110,7 +131,11 @@ impl Env {
                 }
             }
         });
-        Daemon { child, lines, seen: Vec::new() }
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 }
 
@@ -123,7 +148,11 @@ pub struct Daemon {
 
 impl Daemon {
     /// Wait (at most 90 s) for a JSON log line for which `pred` holds; return it.
-    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_line(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -136,7 +165,10 @@ impl Daemon {
                         return v;
                     }
                 }
-                Err(_) => panic!("no log line for {what} within 90 s; lines so far:\n{}", self.seen.join("\n")),
+                Err(_) => panic!(
+                    "no log line for {what} within 90 s; lines so far:\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
     }
@@ -148,7 +180,9 @@ impl Daemon {
 
     /// Wait for a message containing `text`.
     pub fn wait_message(&mut self, text: &str) -> serde_json::Value {
-        self.wait_line(text, |v| v["message"].as_str().is_some_and(|m| m.contains(text)))
+        self.wait_line(text, |v| {
+            v["message"].as_str().is_some_and(|m| m.contains(text))
+        })
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -176,10 +210,16 @@ impl Drop for Daemon {
 /// The version a store link points at.
 pub fn installed(store: &Path, vault: &str, name: &str) -> Option<String> {
     let t = std::fs::read_link(store.join(format!("{vault}.{name}"))).ok()?;
-    t.to_string_lossy().strip_prefix(&format!("{vault}.{name}.")).map(str::to_owned)
+    t.to_string_lossy()
+        .strip_prefix(&format!("{vault}.{name}."))
+        .map(str::to_owned)
 }
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -1,0 +1,119 @@
+//! Errors of the store layer.
+//!
+//! Every variant names the file (or principal) concerned. None of them ever carries file
+//! content: the files hold private keys.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Which kind of name was refused by [`StoreError::UnsafeName`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Vault,
+    Certificate,
+    Version,
+    /// `customSymbolicLinkName`.
+    Link,
+    /// The file name of an extra output.
+    Output,
+}
+
+impl std::fmt::Display for NameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameKind::Vault => "vault name",
+            NameKind::Certificate => "certificate name",
+            NameKind::Version => "version",
+            NameKind::Link => "customSymbolicLinkName",
+            NameKind::Output => "output file name",
+        })
+    }
+}
+
+/// What was found where the store expected its own file, link or folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Symlink,
+    Directory,
+    /// A regular file where a link belongs.
+    RegularFile,
+    /// A regular file owned by another user, or with more than one hard link: not one the
+    /// store created, so it is neither rewritten in place nor given ACLs.
+    ForeignFile,
+    /// A FIFO, socket or device.
+    Special,
+}
+
+/// Errors of [`crate::store::Store`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A vault, certificate, version, link or output name that could escape the store folder
+    /// or collide with the store's own names.
+    #[error("unsafe {kind} {name:?}: {reason}")]
+    UnsafeName {
+        kind: NameKind,
+        name: String,
+        reason: &'static str,
+    },
+
+    /// Something the store did not create sits where its file or link must go (a planted
+    /// symlink, a directory, a FIFO, a hard link to another file…). It is refused, never
+    /// followed nor overwritten.
+    #[error("refusing {path}: found a {found:?} where the store keeps its own file or link")]
+    Planted { path: PathBuf, found: Found },
+
+    /// A link the store manages points somewhere the store never points (outside the store,
+    /// or not at one of this certificate's version files). It is not followed.
+    #[error("link {path} points to {target:?}, which is not a version file of this store")]
+    ForeignLink { path: PathBuf, target: PathBuf },
+
+    /// The store folder itself is a symbolic link (refused, never followed).
+    #[error("store folder {path} is a symbolic link; refusing to follow it")]
+    StoreIsSymlink { path: PathBuf },
+
+    /// The store path exists but is not a directory.
+    #[error("store folder {path} is not a directory")]
+    StoreNotDirectory { path: PathBuf },
+
+    /// The store folder belongs to another user than the one running akv-sync.
+    #[error("store folder {path} is owned by uid {owner}, not by uid {expected} running akv-sync")]
+    StoreNotOwned {
+        path: PathBuf,
+        owner: u32,
+        expected: u32,
+    },
+
+    /// The store folder was removed (or renamed away) while open.
+    #[error("store folder {path} vanished while in use")]
+    StoreVanished { path: PathBuf },
+
+    /// The file system is full (ENOSPC) or the quota is exhausted (EDQUOT).
+    #[error("no space left while writing {path}")]
+    NoSpace { path: PathBuf },
+
+    /// A user named in `acls` does not exist on this host.
+    #[error("ACL user {name:?} does not exist on this host")]
+    UnknownUser { name: String },
+
+    /// A group named in `acls` does not exist on this host.
+    #[error("ACL group {name:?} does not exist on this host")]
+    UnknownGroup { name: String },
+
+    /// Reading or writing a POSIX ACL failed (e.g. the file system has no ACL support).
+    #[error("POSIX ACL {op} failed on {path}")]
+    Acl {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Any other I/O failure, with the operation and the path.
+    #[error("{op} failed on {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}

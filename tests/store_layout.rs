@@ -1,0 +1,394 @@
+//! The store's layout, modes, idempotence, rotation, links, outputs and pruning.
+
+mod store_support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use akv_sync::store::{InstallOutcome, InstallRequest, Output, Store};
+use store_support::*;
+
+fn req<'a>(version: &'a str, pem: &'a [u8]) -> InstallRequest<'a> {
+    InstallRequest {
+        vault: "exampleVault",
+        name: "myCertificate",
+        version,
+        full_chain_pem: pem,
+        link_name: None,
+        acl: None,
+        outputs: &[],
+        prune_keep: None,
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn first_install_creates_a_0700_folder_a_0600_file_and_a_relative_link() {
+    let s = scratch();
+    let pem = pem_fixture(s.dir.path(), "a");
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(mode(&s.store), 0o700);
+
+    let outcome = store.install(&req("v1", &pem)).unwrap();
+    let file = s.store.join("exampleVault.myCertificate.v1");
+    assert_eq!(
+        outcome,
+        InstallOutcome::Installed {
+            path: file.clone(),
+            previous_version: None
+        }
+    );
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), 0);
+    let link = s.store.join("exampleVault.myCertificate");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("exampleVault.myCertificate.v1")
+    );
+    assert_eq!(std::fs::read(&link).unwrap(), pem);
+
+    let current = store
+        .current("exampleVault", "myCertificate")
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.version, "v1");
+    assert_eq!(current.path, file);
+    assert_eq!(current.size, pem.len() as u64);
+    assert!(temporaries(&s.store).is_empty());
+}
+
+#[test]
+fn unchanged_install_writes_nothing() {
+    let s = scratch();
+    let pem = pem_fixture(s.dir.path(), "a");
+    let store = Store::open(&s.store).unwrap();
+    let mut r = req("v1", &pem);
+    r.link_name = Some("custom.pem");
+    let outputs = [Output {
+        file_name: "cert.pem",
+        content: b"public",
+        secret: false,
+    }];
+    r.outputs = &outputs;
+    store.install(&r).unwrap();
+
+    let names = [
+        "exampleVault.myCertificate.v1",
+        "exampleVault.myCertificate",
+        "custom.pem",
+        "cert.pem",
+    ];
+    let before: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let m = std::fs::symlink_metadata(s.store.join(n)).unwrap();
+            (
+                m.ino(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+        })
+        .collect();
+    let folder_before = std::fs::metadata(&s.store).unwrap();
+
+    assert_eq!(store.install(&r).unwrap(), InstallOutcome::Unchanged);
+
+    let after: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let m = std::fs::symlink_metadata(s.store.join(n)).unwrap();
+            (
+                m.ino(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+        })
+        .collect();
+    assert_eq!(before, after);
+    let folder_after = std::fs::metadata(&s.store).unwrap();
+    assert_eq!(folder_before.mtime_nsec(), folder_after.mtime_nsec());
+    assert_eq!(folder_before.mtime(), folder_after.mtime());
+}
+
+#[test]
+fn rotation_moves_the_link_and_keeps_the_earlier_version() {
+    let s = scratch();
+    let a = pem_fixture(s.dir.path(), "a");
+    let b = pem_fixture(s.dir.path(), "b");
+    let store = Store::open(&s.store).unwrap();
+    store.install(&req("v1", &a)).unwrap();
+    let outcome = store.install(&req("v2", &b)).unwrap();
+    assert_eq!(
+        outcome,
+        InstallOutcome::Installed {
+            path: s.store.join("exampleVault.myCertificate.v2"),
+            previous_version: Some("v1".into())
+        }
+    );
+    assert_eq!(
+        std::fs::read(s.store.join("exampleVault.myCertificate")).unwrap(),
+        b
+    );
+    assert_eq!(
+        std::fs::read(s.store.join("exampleVault.myCertificate.v1")).unwrap(),
+        a
+    );
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v1", "v2"]
+    );
+    assert_eq!(
+        store
+            .current("exampleVault", "myCertificate")
+            .unwrap()
+            .unwrap()
+            .version,
+        "v2"
+    );
+}
+
+#[test]
+fn custom_link_points_at_the_current_version_and_follows_rotation() {
+    let s = scratch();
+    let a = pem_fixture(s.dir.path(), "a");
+    let b = pem_fixture(s.dir.path(), "b");
+    let store = Store::open(&s.store).unwrap();
+    let mut r = req("v1", &a);
+    r.link_name = Some("nginx.pem");
+    store.install(&r).unwrap();
+    assert_eq!(
+        std::fs::read_link(s.store.join("nginx.pem")).unwrap(),
+        Path::new("exampleVault.myCertificate.v1")
+    );
+    let mut r = req("v2", &b);
+    r.link_name = Some("nginx.pem");
+    store.install(&r).unwrap();
+    assert_eq!(
+        std::fs::read_link(s.store.join("nginx.pem")).unwrap(),
+        Path::new("exampleVault.myCertificate.v2")
+    );
+    assert_eq!(std::fs::read(s.store.join("nginx.pem")).unwrap(), b);
+}
+
+#[test]
+fn a_link_changed_by_hand_is_repaired_without_rewriting_the_file() {
+    let s = scratch();
+    let a = pem_fixture(s.dir.path(), "a");
+    let store = Store::open(&s.store).unwrap();
+    store.install(&req("v1", &a)).unwrap();
+    let file = s.store.join("exampleVault.myCertificate.v1");
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    let link = s.store.join("exampleVault.myCertificate");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("elsewhere", &link).unwrap();
+    assert_eq!(
+        store.install(&req("v1", &a)).unwrap(),
+        InstallOutcome::Repaired
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("exampleVault.myCertificate.v1")
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino);
+}
+
+#[test]
+fn extra_outputs_are_written_with_key_and_public_modes_and_refreshed_on_rotation() {
+    let s = scratch();
+    let store = Store::open(&s.store).unwrap();
+    let make = |v: &'static str| {
+        [
+            Output {
+                file_name: "cert.pem",
+                content: format!("cert {v}").into_bytes().leak(),
+                secret: false,
+            },
+            Output {
+                file_name: "fullchain.pem",
+                content: format!("full {v}").into_bytes().leak(),
+                secret: false,
+            },
+            Output {
+                file_name: "privkey.pem",
+                content: format!("key {v}").into_bytes().leak(),
+                secret: true,
+            },
+        ]
+    };
+    let o1 = make("1");
+    let mut r = req("v1", b"pem 1");
+    r.outputs = &o1;
+    store.install(&r).unwrap();
+    assert_eq!(mode(&s.store.join("cert.pem")), 0o644);
+    assert_eq!(mode(&s.store.join("fullchain.pem")), 0o644);
+    assert_eq!(mode(&s.store.join("privkey.pem")), 0o600);
+    assert_eq!(
+        std::fs::read(s.store.join("privkey.pem")).unwrap(),
+        b"key 1"
+    );
+
+    let o2 = make("2");
+    let mut r = req("v2", b"pem 2");
+    r.outputs = &o2;
+    assert!(matches!(
+        store.install(&r).unwrap(),
+        InstallOutcome::Installed { .. }
+    ));
+    assert_eq!(std::fs::read(s.store.join("cert.pem")).unwrap(), b"cert 2");
+    assert_eq!(
+        std::fs::read(s.store.join("privkey.pem")).unwrap(),
+        b"key 2"
+    );
+
+    // An output edited by hand is put back (atomically) on the next pass.
+    std::fs::write(s.store.join("cert.pem"), b"tampered").unwrap();
+    assert_eq!(store.install(&r).unwrap(), InstallOutcome::Repaired);
+    assert_eq!(std::fs::read(s.store.join("cert.pem")).unwrap(), b"cert 2");
+    assert!(temporaries(&s.store).is_empty());
+}
+
+#[test]
+fn pruning_keeps_the_newest_versions_and_never_the_current_one() {
+    let s = scratch();
+    let store = Store::open(&s.store).unwrap();
+    for v in ["v1", "v2", "v3", "v4"] {
+        store.install(&req(v, v.as_bytes())).unwrap();
+    }
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v1", "v2", "v3", "v4"]
+    );
+    let mut r = req("v5", b"v5");
+    r.prune_keep = Some(2);
+    store.install(&r).unwrap();
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v4", "v5"]
+    );
+
+    // Going back to an old pinned version: it stays even though it is not among the newest.
+    let mut r = req("v0", b"v0");
+    r.prune_keep = Some(0);
+    store.install(&r).unwrap();
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v0"]
+    );
+    assert_eq!(
+        store
+            .current("exampleVault", "myCertificate")
+            .unwrap()
+            .unwrap()
+            .version,
+        "v0"
+    );
+}
+
+#[test]
+fn without_pruning_every_version_stays() {
+    let s = scratch();
+    let store = Store::open(&s.store).unwrap();
+    for v in ["v1", "v2", "v3"] {
+        store.install(&req(v, v.as_bytes())).unwrap();
+    }
+    assert_eq!(
+        store
+            .versions("exampleVault", "myCertificate")
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn same_version_with_different_bytes_is_replaced_atomically() {
+    let s = scratch();
+    let store = Store::open(&s.store).unwrap();
+    store.install(&req("v1", b"old bytes")).unwrap();
+    let outcome = store.install(&req("v1", b"new bytes")).unwrap();
+    assert_eq!(
+        outcome,
+        InstallOutcome::Installed {
+            path: s.store.join("exampleVault.myCertificate.v1"),
+            previous_version: Some("v1".into())
+        }
+    );
+    assert_eq!(
+        std::fs::read(s.store.join("exampleVault.myCertificate")).unwrap(),
+        b"new bytes"
+    );
+    assert_eq!(mode(&s.store.join("exampleVault.myCertificate.v1")), 0o600);
+}
+
+#[test]
+fn left_over_temporaries_are_cleaned_on_start() {
+    let s = scratch();
+    let store = Store::open(&s.store).unwrap();
+    std::fs::write(s.store.join(".akv-sync.tmp.1.1"), b"half a key").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", s.store.join(".akv-sync.tmp.1.2")).unwrap();
+    std::fs::write(s.store.join("unrelated"), b"kept").unwrap();
+    drop(store);
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(store.clean_temporaries().unwrap(), 2);
+    assert!(temporaries(&s.store).is_empty());
+    assert!(s.store.join("unrelated").exists());
+    assert!(Path::new("/etc/passwd").exists());
+    assert_eq!(store.clean_temporaries().unwrap(), 0);
+}
+
+#[test]
+fn missing_parents_are_created_0755_and_the_store_folder_0700() {
+    let s = scratch();
+    let deep = s.dir.path().join("a/b/store");
+    let store = Store::open(&deep).unwrap();
+    assert_eq!(mode(&s.dir.path().join("a")), 0o755 & !current_umask());
+    assert_eq!(mode(&deep), 0o700);
+    store.install(&req("v1", b"x")).unwrap();
+    assert_eq!(mode(&deep.join("exampleVault.myCertificate.v1")), 0o600);
+}
+
+/// The process umask, read without changing it (tests run in parallel).
+fn current_umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn a_group_writable_existing_store_folder_is_tightened() {
+    let s = scratch();
+    std::fs::create_dir(&s.store).unwrap();
+    std::fs::set_permissions(&s.store, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Store::open(&s.store).unwrap();
+    assert_eq!(mode(&s.store), 0o755);
+}
+
+#[test]
+fn current_is_none_before_any_install_and_for_a_dangling_link() {
+    let s = scratch();
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(
+        store.current("exampleVault", "myCertificate").unwrap(),
+        None
+    );
+    std::os::unix::fs::symlink(
+        "exampleVault.myCertificate.gone",
+        s.store.join("exampleVault.myCertificate"),
+    )
+    .unwrap();
+    assert_eq!(
+        store.current("exampleVault", "myCertificate").unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.install(&req("v1", b"x")).unwrap(),
+        InstallOutcome::Installed { previous_version: Some(v), .. } if v == "gone"
+    ));
+}
