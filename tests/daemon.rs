@@ -118,7 +118,7 @@ fn a_hook_runs_once_per_change_after_the_files_are_in_place() {
         "akvSyncSettings": { "onChange": { "command": ["sh", "-c", global] } }
     });
     std::fs::write(&settings_path, settings.to_string()).unwrap();
-    let mut d = env.run(&settings_path, &[]);
+    let mut d = env.run(&settings_path, &["--log", "debug"]);
     d.wait_status("success");
     d.wait_line("the first certificate hook", |v| {
         v["message"] == "hook ran" && v["hook"] == "certificate"

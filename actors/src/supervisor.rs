@@ -44,9 +44,18 @@ struct Running {
     cancel: CancellationToken,
 }
 
+/// What identifies a watcher across reloads: everything about the certificate except where
+/// it stands in the settings (moving an entry in the list must not restart it).
+fn watcher_key(cert: &ObservedCertificate) -> ObservedCertificate {
+    ObservedCertificate {
+        json_path: String::new(),
+        ..cert.clone()
+    }
+}
+
 struct SupervisorActor<S, I: Installer> {
     shared: Arc<Shared<S, I>>,
-    watchers: HashMap<Arc<ObservedCertificate>, Running>,
+    watchers: HashMap<ObservedCertificate, Running>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     rx: mpsc::Receiver<Msg>,
@@ -54,14 +63,14 @@ struct SupervisorActor<S, I: Installer> {
 
 impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
     fn apply(&mut self, certificates: &[ObservedCertificate]) -> ReloadSummary {
-        let wanted: Vec<Arc<ObservedCertificate>> =
-            certificates.iter().cloned().map(Arc::new).collect();
+        let wanted: HashMap<ObservedCertificate, &ObservedCertificate> =
+            certificates.iter().map(|c| (watcher_key(c), c)).collect();
         let mut summary = ReloadSummary::default();
         // Stop what is no longer wanted (or changed: a changed entry is a new key).
-        let stale: Vec<Arc<ObservedCertificate>> = self
+        let stale: Vec<ObservedCertificate> = self
             .watchers
             .keys()
-            .filter(|k| !wanted.contains(k))
+            .filter(|k| !wanted.contains_key(*k))
             .cloned()
             .collect();
         for cert in stale {
@@ -74,17 +83,19 @@ impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
                 summary.stopped.push(id);
             }
         }
-        for cert in wanted {
-            if self.watchers.contains_key(&cert) {
+        // In settings order, so that logs and summaries follow the file.
+        for cert in certificates {
+            let key = watcher_key(cert);
+            if self.watchers.contains_key(&key) {
                 summary.kept += 1;
                 continue;
             }
             let cancel = self.shutdown.child_token();
-            let watcher = Watcher::new(cert.clone(), self.shared.clone());
+            let watcher = Watcher::new(Arc::new(cert.clone()), self.shared.clone());
             summary.started.push(watcher.id().to_owned());
             self.shared.gate.track(watcher.id());
             self.tracker.spawn(watcher.run(cancel.clone()));
-            self.watchers.insert(cert, Running { cancel });
+            self.watchers.insert(key, Running { cancel });
         }
         summary
     }

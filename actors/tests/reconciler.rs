@@ -239,8 +239,11 @@ async fn reload_starts_and_stops_only_what_changed() {
         w.ports(),
     );
     wait_state(&agent, State::Success).await;
+    // `b` moves from the second place to the first: that alone must not restart it.
+    let mut moved = cert("v", "b");
+    moved.json_path = "observedCertificates[0]".into();
     let summary = agent
-        .reload(settings(vec![cert("v", "b"), cert("v", "c")], true))
+        .reload(settings(vec![moved, cert("v", "c")], true))
         .await
         .unwrap();
     assert_eq!(summary.started, ["v/c"]);
