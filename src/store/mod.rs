@@ -374,6 +374,9 @@ impl Store {
 
         let mut repaired = false;
         let mut revoked = false;
+        // Whether the current version file's ACL had to change (then earlier versions may
+        // need the same change).
+        let mut current_acl_changed = false;
 
         // 1. The version file.
         let written = match self.open_ours(&file)? {
@@ -386,6 +389,7 @@ impl Store {
                     let (fixed, rev) = self.fix_acl(&existing, &file, &key_acl)?;
                     repaired |= fixed;
                     revoked |= rev;
+                    current_acl_changed = fixed;
                     false
                 } else {
                     tracing::warn!(
@@ -427,8 +431,14 @@ impl Store {
             repaired |= self.put_link(link, &file)?;
         }
 
-        // 4. Earlier versions hold earlier keys: same ACL as the current one.
-        let by_age = self.versions_by_age(&stem)?;
+        // 4. Earlier versions hold earlier keys: same ACL as the current one. Listing the
+        //    folder costs O(files in the store), so it is done only when something changed
+        //    or pruning is asked for — an unchanged pass stays O(1).
+        let by_age = if written || current_acl_changed || req.prune_keep.is_some() {
+            self.versions_by_age(&stem)?
+        } else {
+            Vec::new()
+        };
         for (_, version) in &by_age {
             if version == req.version {
                 continue;
@@ -818,7 +828,7 @@ impl Store {
             want.named
                 .retain(|p, perm| *perm != PERM_EXEC || granted.contains(p) || in_use.contains(p));
         }
-        if want.named == have.named {
+        if want.named == have.named && have.mask_covers_named() {
             return Ok(false);
         }
         want.fix_mask();
