@@ -284,3 +284,34 @@ fn unknown_users_and_groups_are_named_in_the_error() {
         }
     );
 }
+
+#[test]
+fn concurrent_installs_of_different_certificates_keep_every_folder_grant() {
+    assert_root();
+    let s = scratch();
+    let pem = pem_fixture(s.dir.path(), "leaf");
+    let users: Vec<TestUser> = (0..4).map(|_| TestUser::new(&[])).collect();
+    let store = Store::open(&s.store).unwrap();
+    std::thread::scope(|scope| {
+        for (i, user) in users.iter().enumerate() {
+            let (store, pem) = (&store, &pem);
+            scope.spawn(move || {
+                let g = grants(&[user_grant(user)]);
+                let name = format!("cert{i}");
+                store.install(&req(&name, "v1", pem, Some(&g))).unwrap();
+            });
+        }
+    });
+    let folder_acl = getfacl(&s.store);
+    for (i, user) in users.iter().enumerate() {
+        assert!(
+            has_entry(&folder_acl, &format!("user:{}:--x", user.uid())),
+            "{folder_acl}"
+        );
+        assert_eq!(
+            user.cat(&s.store.join(format!("vault1.cert{i}")))
+                .as_deref(),
+            Some(pem.as_slice())
+        );
+    }
+}

@@ -159,6 +159,9 @@ pub struct Store {
     path: PathBuf,
     dir: OwnedFd,
     uid: u32,
+    /// The folder's ACL is shared by every certificate and updated read-modify-write;
+    /// installs of different certificates may run on different threads.
+    folder_acl: std::sync::Mutex<()>,
 }
 
 /// A version with its modification time (seconds, nanoseconds), for sorting by age.
@@ -258,7 +261,12 @@ impl Store {
                 source: e.into(),
             })?;
         }
-        Ok(Store { path, dir, uid })
+        Ok(Store {
+            path,
+            dir,
+            uid,
+            folder_acl: std::sync::Mutex::new(()),
+        })
     }
 
     /// The store folder as given to [`Store::open`].
@@ -815,6 +823,11 @@ impl Store {
         granted: &BTreeSet<(GrantKind, u32)>,
         revoked: bool,
     ) -> Result<bool, StoreError> {
+        // A poisoned lock only means another install panicked; the ACL is re-read anyway.
+        let _guard = self
+            .folder_acl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = rustix::fs::fstat(&self.dir)
             .map_err(|e| self.io_err("stat store folder", OsStr::new(""), e))?;
         let have = acl::read(&self.dir, st.st_mode & 0o777)
