@@ -139,6 +139,9 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file_or_link() {
         .unwrap();
     }
     let fixtures = load_fixtures(&fixtures_dir);
+    for i in 0..FIXTURES {
+        assert!(key_matches_leaf(&fixtures_dir.join(format!("f{i}.pem"))));
+    }
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::rng();
     let started = Instant::now();
@@ -191,6 +194,8 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file_or_link() {
         completed += seen;
         interrupted_mid_write += usize::from(check_after_crash(&s.store, &fixtures) > 0);
     }
+    // The file a reader gets through the link: its key matches its leaf.
+    assert!(key_matches_leaf(&s.store.join("vault1.web")));
     eprintln!(
         "{KILLS} kills, {completed} completed rotations, {interrupted_mid_write} kills left temporaries, \
          mean rotation {rotation_time:?}, {:?} in all",
