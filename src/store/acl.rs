@@ -141,6 +141,15 @@ impl Acl {
         }
     }
 
+    /// Whether the stored mask lets every named entry have all its permissions.
+    pub fn mask_covers_named(&self) -> bool {
+        let named = self.named.values().fold(0, |m, p| m | p);
+        match self.mask {
+            Some(mask) => mask & named == named,
+            None => self.named.is_empty(),
+        }
+    }
+
     /// Recompute the mask after editing `named`.
     pub fn fix_mask(&mut self) {
         self.mask = self.needed_mask();
@@ -214,7 +223,8 @@ pub(crate) fn read(fd: impl AsFd, mode: u32) -> io::Result<Acl> {
     loop {
         match rustix::fs::fgetxattr(fd, XATTR_NAME, &mut buf[..]) {
             Ok(n) => return Acl::decode(&buf[..n]),
-            Err(Errno::NODATA) => return Ok(Acl::from_mode(mode)),
+            // No extended ACL, or a file system without ACL support: the mode is the ACL.
+            Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => return Ok(Acl::from_mode(mode)),
             Err(Errno::RANGE) if buf.len() < (1 << 20) => {
                 let need = rustix::fs::fgetxattr_query(fd, XATTR_NAME)?;
                 buf.resize(need.max(buf.len() * 2), 0);
@@ -230,7 +240,7 @@ pub(crate) fn write(fd: impl AsFd, acl: &Acl) -> io::Result<()> {
     let fd = fd.as_fd();
     if acl.named.is_empty() && acl.mask.is_none() {
         match rustix::fs::fremovexattr(fd, XATTR_NAME) {
-            Ok(()) | Err(Errno::NODATA) => {}
+            Ok(()) | Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => {}
             Err(e) => return Err(e.into()),
         }
         let mode =

@@ -117,3 +117,42 @@ pub enum StoreError {
         source: io::Error,
     },
 }
+
+impl StoreError {
+    /// Whether retrying the same install later, with backoff, may succeed without anyone
+    /// changing the settings or the store folder: I/O trouble, a full disk, a vanished
+    /// folder (re-opened on the next attempt), an ACL call failing, or a user or group
+    /// that provisioning may still create. Unsafe names, planted files and links, and a
+    /// store folder that is a link, not a folder, or someone else's need a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Io { .. }
+            | StoreError::NoSpace { .. }
+            | StoreError::StoreVanished { .. }
+            | StoreError::Acl { .. }
+            | StoreError::UnknownUser { .. }
+            | StoreError::UnknownGroup { .. } => true,
+            StoreError::UnsafeName { .. }
+            | StoreError::Planted { .. }
+            | StoreError::ForeignLink { .. }
+            | StoreError::StoreIsSymlink { .. }
+            | StoreError::StoreNotDirectory { .. }
+            | StoreError::StoreNotOwned { .. } => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planted_links_need_a_person_and_a_full_disk_does_not() {
+        let planted = StoreError::Planted {
+            path: "/s/v.c.1".into(),
+            found: Found::Symlink,
+        };
+        assert!(!planted.is_retryable());
+        assert!(StoreError::NoSpace { path: "/s".into() }.is_retryable());
+    }
+}

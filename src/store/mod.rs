@@ -159,6 +159,9 @@ pub struct Store {
     path: PathBuf,
     dir: OwnedFd,
     uid: u32,
+    /// The folder's ACL is shared by every certificate and updated read-modify-write;
+    /// installs of different certificates may run on different threads.
+    folder_acl: std::sync::Mutex<()>,
 }
 
 /// A version with its modification time (seconds, nanoseconds), for sorting by age.
@@ -258,7 +261,12 @@ impl Store {
                 source: e.into(),
             })?;
         }
-        Ok(Store { path, dir, uid })
+        Ok(Store {
+            path,
+            dir,
+            uid,
+            folder_acl: std::sync::Mutex::new(()),
+        })
     }
 
     /// The store folder as given to [`Store::open`].
@@ -374,6 +382,9 @@ impl Store {
 
         let mut repaired = false;
         let mut revoked = false;
+        // Whether the current version file's ACL had to change (then earlier versions may
+        // need the same change).
+        let mut current_acl_changed = false;
 
         // 1. The version file.
         let written = match self.open_ours(&file)? {
@@ -386,6 +397,7 @@ impl Store {
                     let (fixed, rev) = self.fix_acl(&existing, &file, &key_acl)?;
                     repaired |= fixed;
                     revoked |= rev;
+                    current_acl_changed = fixed;
                     false
                 } else {
                     tracing::warn!(
@@ -427,8 +439,14 @@ impl Store {
             repaired |= self.put_link(link, &file)?;
         }
 
-        // 4. Earlier versions hold earlier keys: same ACL as the current one.
-        let by_age = self.versions_by_age(&stem)?;
+        // 4. Earlier versions hold earlier keys: same ACL as the current one. Listing the
+        //    folder costs O(files in the store), so it is done only when something changed
+        //    or pruning is asked for — an unchanged pass stays O(1).
+        let by_age = if written || current_acl_changed || req.prune_keep.is_some() {
+            self.versions_by_age(&stem)?
+        } else {
+            Vec::new()
+        };
         for (_, version) in &by_age {
             if version == req.version {
                 continue;
@@ -805,6 +823,11 @@ impl Store {
         granted: &BTreeSet<(GrantKind, u32)>,
         revoked: bool,
     ) -> Result<bool, StoreError> {
+        // A poisoned lock only means another install panicked; the ACL is re-read anyway.
+        let _guard = self
+            .folder_acl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = rustix::fs::fstat(&self.dir)
             .map_err(|e| self.io_err("stat store folder", OsStr::new(""), e))?;
         let have = acl::read(&self.dir, st.st_mode & 0o777)
@@ -818,7 +841,7 @@ impl Store {
             want.named
                 .retain(|p, perm| *perm != PERM_EXEC || granted.contains(p) || in_use.contains(p));
         }
-        if want.named == have.named {
+        if want.named == have.named && have.mask_covers_named() {
             return Ok(false);
         }
         want.fix_mask();

@@ -39,6 +39,21 @@ pub fn pem_fixture(dir: &Path, cn: &str) -> Vec<u8> {
     pem
 }
 
+/// Whether the private key in a full-chain PEM file matches its leaf certificate (openssl).
+pub fn key_matches_leaf(path: &Path) -> bool {
+    let public = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .arg("-in")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?} failed");
+        out.stdout
+    };
+    public(&["x509", "-noout", "-pubkey"]) == public(&["pkey", "-pubout"])
+}
+
 /// A scratch folder whose own mode lets other users traverse it (tempfile makes 0700
 /// folders), with the store path inside it (not yet created).
 pub struct Scratch {
