@@ -113,6 +113,14 @@ fn running_agent(env: &HandlerEnvironment) -> Option<i32> {
     ours.then_some(pid)
 }
 
+/// Whether `pid` runs; a zombie does not (where nobody reaps orphans, an exited agent stays
+/// a zombie, and `kill(pid, 0)` would still succeed on it).
+fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
 fn stop_agent(env: &HandlerEnvironment) -> anyhow::Result<bool> {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
@@ -125,7 +133,7 @@ fn stop_agent(env: &HandlerEnvironment) -> anyhow::Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(30);
     // The agent is not our child: poll for its exit (it finishes writes in progress first).
     while Instant::now() < deadline {
-        if kill(pid, None).is_err() {
+        if !is_running(pid.as_raw()) {
             let _ = std::fs::remove_file(pid_file(env));
             return Ok(true);
         }
