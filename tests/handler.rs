@@ -130,13 +130,14 @@ fn alive(pid: i32) -> bool {
 struct Reaper(PathBuf);
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.0.join("config/akv-sync.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        let pid = std::fs::read_to_string(self.0.join("config/akv-sync.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }

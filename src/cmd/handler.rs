@@ -117,7 +117,10 @@ fn running_agent(env: &HandlerEnvironment) -> Option<i32> {
 /// a zombie, and `kill(pid, 0)` would still succeed on it).
 fn is_running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+        .map(|s| {
+            !s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
