@@ -64,6 +64,8 @@ pub struct Metrics {
     expiry_cache: Mutex<HashMap<(PathBuf, String), Option<i64>>>,
     last_success_at: Mutex<HashMap<CertLabels, i64>>,
     expiry_warning_days: u32,
+    /// (certificate, version) already warned about, so that each is logged once.
+    warned: Mutex<std::collections::HashSet<(CertLabels, String)>>,
     hooks: Mutex<Option<Hooks>>,
     hook_seen: (AtomicU64, AtomicU64),
     hook_base: (AtomicU64, AtomicU64),
@@ -89,6 +91,7 @@ impl Metrics {
             expiry_cache: Mutex::new(HashMap::new()),
             last_success_at: Mutex::new(HashMap::new()),
             expiry_warning_days,
+            warned: Mutex::new(std::collections::HashSet::new()),
             hooks: Mutex::new(None),
             hook_seen: (AtomicU64::new(0), AtomicU64::new(0)),
             hook_base: (AtomicU64::new(0), AtomicU64::new(0)),
@@ -282,12 +285,19 @@ impl Observer for Metrics {
                 if let Some(not_after) = self.file_expiry(&cert.store, &file, version) {
                     self.expiry.get_or_create(&labels).set(not_after);
                     let window = i64::from(self.expiry_warning_days) * 86_400;
+                    // Both outcomes mean the installed version is Key Vault's newest.
                     let expiring = not_after - now < window;
-                    let was = self
-                        .expiring
+                    self.expiring
                         .get_or_create(&labels)
                         .set(i64::from(expiring));
-                    if expiring && matches!(outcome, CheckOutcome::Current { .. }) && was == 0 {
+                    // Each (certificate, version) is warned about once.
+                    let first_time = expiring
+                        && self
+                            .warned
+                            .lock()
+                            .expect("warned lock")
+                            .insert((labels.clone(), version.clone()));
+                    if first_time {
                         tracing::warn!(vault = %cert.url.vault, name = %cert.url.name, version = %version,
                             days_left = (not_after - now) / 86_400,
                             "certificate expires within {} days and Key Vault has no newer version: renew it in Key Vault",

@@ -442,3 +442,117 @@ fn no_log_holds_a_secret_value_a_key_or_a_token() {
         "a key block reached the logs"
     );
 }
+
+#[test]
+fn once_installs_and_reports_each_certificate_and_status_shows_them() {
+    let env = Env::start();
+    create(&env, &[("alpha", "web"), ("alpha", "api")]);
+    let settings = env.write_settings(
+        "s.json",
+        &[("alpha", "web"), ("alpha", "api"), ("alpha", "missing")],
+        json!({}),
+        json!({}),
+    );
+    let out = env
+        .command(&[
+            "once",
+            "--settings",
+            settings.to_str().unwrap(),
+            "--attempts",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one certificate is missing: {stdout}"
+    );
+    assert!(stdout.contains("installed  alpha/web"), "{stdout}");
+    assert!(stdout.contains("installed  alpha/api"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED     alpha/missing") && stdout.contains("not found"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 of 3 certificate(s) installed and current"),
+        "{stdout}"
+    );
+
+    // A second pass finds them current and writes nothing.
+    let settings = env.write_settings(
+        "s2.json",
+        &[("alpha", "web"), ("alpha", "api")],
+        json!({}),
+        json!({}),
+    );
+    let before = std::fs::metadata(env.store.join("alpha.web")).unwrap();
+    let out = env
+        .command(&["once", "--settings", settings.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("current    alpha/web"), "{stdout}");
+    use std::os::unix::fs::MetadataExt;
+    let after = std::fs::metadata(env.store.join("alpha.web")).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
+
+    let out = env
+        .command(&["status", "--settings", settings.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = env.emulator.control();
+    for (i, name) in ["web", "api"].iter().enumerate() {
+        assert_eq!(rows[i]["certificate"], format!("alpha/{name}"));
+        assert_eq!(rows[i]["installed"], true);
+        assert_eq!(
+            rows[i]["version"].as_str(),
+            versions.current_version("alpha", name).as_deref()
+        );
+        assert!(rows[i]["days_left"].as_i64().unwrap() > 300);
+    }
+}
+
+#[test]
+fn a_certificate_near_expiry_with_nothing_newer_raises_a_warning_and_a_metric() {
+    let env = Env::start();
+    let spec = CertSpec {
+        validity_days: 5,
+        ..spec(Format::Pem)
+    };
+    env.emulator
+        .control()
+        .create_certificate("alpha", "soon", spec)
+        .unwrap();
+    let port = free_port();
+    let settings = env.write_settings(
+        "s.json",
+        &[("alpha", "soon")],
+        json!({}),
+        json!({ "akvSyncSettings": { "metricsAddress": format!("127.0.0.1:{port}"), "expiryWarningDays": 14 } }),
+    );
+    let mut d = env.run(&settings, &[]);
+    let warning = d.wait_line("the expiry warning", |v| {
+        v["level"] == "WARN"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("expires within 14 days"))
+    });
+    assert_eq!(warning["vault"], "alpha");
+    assert_eq!(warning["name"], "soon");
+    assert!(warning["days_left"].as_i64().unwrap() <= 5);
+    let (_, m) = scrape(port, "/metrics");
+    assert_eq!(
+        metric(&m, "akv_sync_certificate_expiring", "name=\"soon\""),
+        Some(1.0),
+        "{m}"
+    );
+    d.stop();
+}
