@@ -164,11 +164,14 @@ impl NetConfig {
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // reqwest adds no ALPN to a preconfigured config: offer HTTP/2 ourselves, so that one
+        // connection per vault multiplexes every watcher's requests where the server agrees.
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .dns_resolver(Arc::new(Resolver {
