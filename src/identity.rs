@@ -185,26 +185,34 @@ impl IdentityClient {
         }
     }
 
-    async fn arc(&self, audience: &str) -> Result<FetchedToken, SourceError> {
-        let query = [("api-version", "2020-06-01"), ("resource", audience)];
-        let first = self
-            .send(
-                self.http
-                    .get(self.token_url())
-                    .query(&query)
-                    .header("Metadata", "true"),
+    /// One Arc token request, with the challenge answer when we have it.
+    async fn arc_request(
+        &self,
+        audience: &str,
+        key: Option<&str>,
+    ) -> Result<reqwest::Response, SourceError> {
+        let mut req = self
+            .http
+            .get(self.token_url())
+            .query(&[("api-version", "2020-06-01"), ("resource", audience)])
+            .header("Metadata", "true");
+        if let Some(key) = key {
+            req = req.header("Authorization", format!("Basic {key}"));
+        }
+        self.send(req).await.map_err(|e| {
+            SourceError::new(
+                ErrorClass::Transient,
+                format!(
+                    "Azure Arc identity endpoint {} unreachable: {}",
+                    self.endpoint,
+                    error_chain(&e)
+                ),
             )
-            .await
-            .map_err(|e| {
-                SourceError::new(
-                    ErrorClass::Transient,
-                    format!(
-                        "Azure Arc identity endpoint {} unreachable: {}",
-                        self.endpoint,
-                        error_chain(&e)
-                    ),
-                )
-            })?;
+        })
+    }
+
+    async fn arc(&self, audience: &str) -> Result<FetchedToken, SourceError> {
+        let first = self.arc_request(audience, None).await?;
         if first.status() != reqwest::StatusCode::UNAUTHORIZED {
             return answer(first, &self.endpoint, None).await;
         }
@@ -216,25 +224,7 @@ impl IdentityClient {
             .to_owned();
         let key_path = arc_key_path(&challenge, &self.arc_token_dir)?;
         let key = read_arc_key(&key_path)?;
-        let second = self
-            .send(
-                self.http
-                    .get(self.token_url())
-                    .query(&query)
-                    .header("Metadata", "true")
-                    .header("Authorization", format!("Basic {}", key.as_str())),
-            )
-            .await
-            .map_err(|e| {
-                SourceError::new(
-                    ErrorClass::Transient,
-                    format!(
-                        "Azure Arc identity endpoint {} unreachable: {}",
-                        self.endpoint,
-                        error_chain(&e)
-                    ),
-                )
-            })?;
+        let second = self.arc_request(audience, Some(key.as_str())).await?;
         answer(second, &self.endpoint, None).await
     }
 }

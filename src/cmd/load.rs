@@ -62,3 +62,11 @@ pub fn schema_name(s: Schema) -> &'static str {
         Schema::V3 => "3.x",
     }
 }
+
+/// [`load_settings`] for a command: the settings, or the exit code 2 after saying why.
+pub fn load_or_exit(path: &Path) -> Result<Parsed, std::process::ExitCode> {
+    load_settings(path).map_err(|e| {
+        eprintln!("akv-sync: {e}");
+        std::process::ExitCode::from(2)
+    })
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use akv_sync_actors::{CheckOutcome, InstallReport, NoObserver, run_once};
 
 use crate::cmd::common::ports;
-use crate::cmd::load::{load_settings, log_parsed};
+use crate::cmd::load::{load_or_exit, log_parsed};
 use crate::logging::{self, LogArgs};
 use crate::status::LogStatus;
 
@@ -25,12 +25,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let parsed = match load_settings(&args.settings) {
+    let parsed = match load_or_exit(&args.settings) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("akv-sync: {e}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     logging::init(&args.log, None, None);
     log_parsed(&parsed);

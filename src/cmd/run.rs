@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cmd::common::ports;
-use crate::cmd::load::{load_settings, log_parsed};
+use crate::cmd::load::{load_or_exit, load_settings, log_parsed};
 use crate::hook::Hooks;
 use crate::logging::{self, LogArgs};
 use crate::metrics::{self, Metrics, Readiness};
@@ -39,12 +39,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let parsed = match load_settings(&args.settings) {
+    let parsed = match load_or_exit(&args.settings) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("akv-sync: {e}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
     let logs = logging::init(&args.log, log_dir, parsed.settings.logging.as_ref());

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::cmd::load::load_settings;
+use crate::cmd::load::load_or_exit;
 use crate::pemfile::leaf_not_after;
 
 #[derive(Debug, clap::Args)]
@@ -80,12 +80,9 @@ pub fn rows(settings: &akv_sync_config::Settings) -> Vec<Row> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let parsed = match load_settings(&args.settings) {
+    let parsed = match load_or_exit(&args.settings) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("akv-sync: {e}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let rows = rows(&parsed.settings);
     if args.json {
