@@ -704,3 +704,30 @@ fn convert_command_refuses_with_exit_2_and_nothing_on_stdout() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("text/plain"));
 }
+
+#[test]
+fn pem_with_openssl_bag_attribute_lines_converts() {
+    // What `openssl pkcs12 -nodes` prints: "Bag Attributes", subject= and issuer= lines
+    // around the blocks.
+    let c = chain(Alg::Rsa2048, 3);
+    let value = pfx(&c, &[1, 2], "", &[]);
+    let file = c.dir.join("bag-attributes.p12");
+    std::fs::write(
+        &file,
+        base64::engine::general_purpose::STANDARD
+            .decode(&value)
+            .unwrap(),
+    )
+    .unwrap();
+    let text = String::from_utf8(openssl(&[
+        "pkcs12",
+        "-in",
+        p(&file),
+        "-nodes",
+        "-passin",
+        "pass:",
+    ]))
+    .unwrap();
+    assert!(text.contains("Bag Attributes"));
+    check(&convert_ok(&text, PEM), &c);
+}
