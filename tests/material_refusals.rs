@@ -301,3 +301,14 @@ fn refusal_messages_never_carry_the_secret_value() {
         assert!(!text.contains("PRIVATE KEY-----"), "{text}");
     }
 }
+
+/// Fuzzer find (harness oracle, not the parser): a value made of an error message's own
+/// words is plain text without blocks, and is refused as such.
+#[test]
+fn text_that_looks_like_our_own_message_is_refused_as_not_pem() {
+    let value = "the value holds no PEM block (is the content type right? a PFX i";
+    assert_eq!(
+        material::convert(value, PEM, NOW).unwrap_err(),
+        MaterialError::NotPem
+    );
+}
