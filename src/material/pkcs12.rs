@@ -451,4 +451,191 @@ mod tests {
             "2b95a0569b63f641fae1efca32e84db3699ab74540628ba66283b58cf5400527d8d0ebe2ccbf768c51c4d8fbd1bb156be06c1c59cbb69e44052ffc37376fdb47b2de7f9e543de9d096d8e5474b220410ff1c5d8bb7e5bc0f61baeaa12fd0da1d7a970172"
         );
     }
+
+    /// Builds a PFX the way Key Vault / Windows do (PBES1, SHA-1 MAC) under `password_bmp`:
+    /// certificates in an RC2-40 (or 3DES) `EncryptedData`, the key in a 3DES shrouded bag.
+    fn build_pfx(
+        password_bmp: &[u8],
+        cert_der: &[u8],
+        key_pkcs8: &[u8],
+        certs_rc2: bool,
+    ) -> Vec<u8> {
+        use cbc::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
+        let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
+        let salt = [9u8; 8];
+        let iterations = 2000u64;
+        let encrypt = |rc2: bool, plain: &[u8]| -> (Vec<u8>, Vec<u8>) {
+            let key_len = if rc2 { 5 } else { 24 };
+            let key = kdf(sha1, password_bmp, &salt, 1, iterations, key_len);
+            let iv = kdf(sha1, password_bmp, &salt, 2, iterations, 8);
+            let ct = if rc2 {
+                cbc::Encryptor::<rc2::Rc2>::new_from_slices(&key, &iv)
+                    .unwrap()
+                    .encrypt_padded_vec::<Pkcs7>(plain)
+            } else {
+                cbc::Encryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+                    .unwrap()
+                    .encrypt_padded_vec::<Pkcs7>(plain)
+            };
+            let oid = if rc2 {
+                OID_PBE_SHA1_RC2_40
+            } else {
+                OID_PBE_SHA1_3DES
+            };
+            let params = der::tlv(
+                der::SEQUENCE,
+                &[
+                    &der::tlv(der::OCTET_STRING, &[&salt]),
+                    &[der::INTEGER, 2, 0x07, 0xd0],
+                ],
+            );
+            let alg = der::tlv(der::SEQUENCE, &[&der::tlv(der::OID, &[oid]), &params]);
+            (alg.to_vec(), ct)
+        };
+        // Certificates.
+        let cert_bag_value = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_X509_CERT]),
+                &der::tlv(der::CONTEXT_0, &[&der::tlv(der::OCTET_STRING, &[cert_der])]),
+            ],
+        );
+        let cert_bag = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_CERT_BAG]),
+                &der::tlv(der::CONTEXT_0, &[&cert_bag_value]),
+            ],
+        );
+        let cert_safe = der::tlv(der::SEQUENCE, &[&cert_bag]);
+        let (alg, ct) = encrypt(certs_rc2, &cert_safe);
+        let eci = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_DATA]),
+                &alg,
+                &der::tlv(0x80, &[&ct]),
+            ],
+        );
+        let enc_data = der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 0], &eci]);
+        let certs_ci = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_ENCRYPTED_DATA]),
+                &der::tlv(der::CONTEXT_0, &[&enc_data]),
+            ],
+        );
+        // Key.
+        let (alg, ct) = encrypt(false, key_pkcs8);
+        let epki = der::tlv(der::SEQUENCE, &[&alg, &der::tlv(der::OCTET_STRING, &[&ct])]);
+        let key_bag = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_SHROUDED_KEY_BAG]),
+                &der::tlv(der::CONTEXT_0, &[&epki]),
+            ],
+        );
+        let key_safe = der::tlv(der::SEQUENCE, &[&key_bag]);
+        let key_ci = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_DATA]),
+                &der::tlv(
+                    der::CONTEXT_0,
+                    &[&der::tlv(der::OCTET_STRING, &[&key_safe])],
+                ),
+            ],
+        );
+        let auth_safe = der::tlv(der::SEQUENCE, &[&certs_ci, &key_ci]);
+        // MAC (SHA-1) over the AuthenticatedSafe.
+        let mac_key = kdf(sha1, password_bmp, &salt, 3, iterations, 20);
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &mac_key),
+            &auth_safe,
+        );
+        let digest_info = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(
+                    der::SEQUENCE,
+                    &[&der::tlv(der::OID, &[OID_SHA1]), &[der::NULL, 0]],
+                ),
+                &der::tlv(der::OCTET_STRING, &[tag.as_ref()]),
+            ],
+        );
+        let mac_data = der::tlv(
+            der::SEQUENCE,
+            &[
+                &digest_info,
+                &der::tlv(der::OCTET_STRING, &[&salt]),
+                &[der::INTEGER, 2, 0x07, 0xd0],
+            ],
+        );
+        let outer_ci = der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_DATA]),
+                &der::tlv(
+                    der::CONTEXT_0,
+                    &[&der::tlv(der::OCTET_STRING, &[&auth_safe])],
+                ),
+            ],
+        );
+        der::tlv(
+            der::SEQUENCE,
+            &[&[der::INTEGER, 1, 3], &outer_ci, &mac_data],
+        )
+        .to_vec()
+    }
+
+    fn leaf() -> (Vec<u8>, Vec<u8>) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["pfx.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.der().to_vec(), key.serialize_der())
+    }
+
+    /// The builder is right: p12-keystore (an independent reader) opens what it writes
+    /// under the *empty* password, RC2-40 and 3DES alike.
+    #[test]
+    fn pbes1_pfx_under_the_empty_password_is_read_by_the_crate() {
+        let (cert, key) = leaf();
+        for rc2 in [true, false] {
+            let pfx = build_pfx(&[0, 0], &cert, &key, rc2);
+            let bags = read(&pfx).unwrap();
+            assert_eq!(bags.certs, vec![cert.clone()]);
+            assert_eq!(bags.keys[0].as_slice(), key.as_slice());
+        }
+    }
+
+    /// The same structure under the *absent* password (Key Vault's case) goes through our
+    /// own reader, for RC2-40 and 3DES certificate safes.
+    #[test]
+    fn pbes1_pfx_under_the_absent_password_is_read() {
+        let (cert, key) = leaf();
+        for rc2 in [true, false] {
+            let pfx = build_pfx(&[], &cert, &key, rc2);
+            assert!(matches!(
+                p12_keystore::Pkcs12Archive::from_pkcs12(&pfx, ""),
+                Err(P12Error::MacError(_))
+            ));
+            let bags = read(&pfx).unwrap();
+            assert_eq!(bags.certs, vec![cert.clone()]);
+            assert_eq!(bags.keys[0].as_slice(), key.as_slice());
+        }
+    }
+
+    #[test]
+    fn pfx_under_a_real_password_is_password_protected() {
+        let (cert, key) = leaf();
+        let bmp: Vec<u8> = "pw"
+            .encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_be_bytes)
+            .collect();
+        let pfx = build_pfx(&bmp, &cert, &key, true);
+        assert!(matches!(read(&pfx), Err(Pkcs12Fault::PasswordProtected)));
+    }
 }
