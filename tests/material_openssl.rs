@@ -731,3 +731,60 @@ fn pem_with_openssl_bag_attribute_lines_converts() {
     assert!(text.contains("Bag Attributes"));
     check(&convert_ok(&text, PEM), &c);
 }
+
+#[test]
+fn ec_key_stored_without_its_public_point_is_completed_from_the_leaf() {
+    for alg in [Alg::P256, Alg::P384] {
+        let c = chain(alg, 2);
+        let sec1 = String::from_utf8(openssl(&["ec", "-in", p(&c.key), "-no_public"])).unwrap();
+        assert!(sec1.contains("BEGIN EC PRIVATE KEY"));
+        let sec1_file = c.dir.join("nopub.sec1");
+        std::fs::write(&sec1_file, &sec1).unwrap();
+        let pkcs8 = String::from_utf8(openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            p(&sec1_file),
+        ]))
+        .unwrap();
+        for key in [sec1, pkcs8] {
+            // Other certificates first: a stranger (other curve: the fixtures share one key
+            // per algorithm) and the issuer (a P-256 key, so for P-256 a same-curve miss):
+            // the scalar must find its own.
+            let stranger = chain(
+                if alg == Alg::P256 {
+                    Alg::P384
+                } else {
+                    Alg::P256
+                },
+                1,
+            );
+            let m = convert_ok(&(stranger.pem(0) + &key + &c.pem(1) + &c.pem(0)), PEM);
+            check(&m, &c);
+            assert_eq!(
+                m.warnings.len(),
+                1,
+                "only the stranger is reported: {:?}",
+                m.warnings
+            );
+        }
+        // A point-less scalar on the same curve that belongs to no certificate is refused.
+        let curve = if alg == Alg::P256 { "P-256" } else { "P-384" };
+        let other_key = c.dir.join("other.key");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            p(&other_key),
+        ]);
+        let lone = String::from_utf8(openssl(&["ec", "-in", p(&other_key), "-no_public"])).unwrap();
+        assert_eq!(
+            material::convert(&(lone + &c.pem(0)), PEM, now()).unwrap_err(),
+            MaterialError::KeyMatchesNoCertificate { certificates: 1 }
+        );
+    }
+}

@@ -64,6 +64,11 @@ impl Cert {
         })
     }
 
+    /// The certificate's public key, when of a kind we handle.
+    pub fn public(&self) -> Option<&PublicKey> {
+        self.public.as_ref()
+    }
+
     /// Whether `self` names `issuer` as its issuer: same name (byte-exact, or the same text
     /// when encodings differ) and, when both carry key identifiers, the same key.
     fn issued_by(&self, issuer: &Cert) -> bool {
@@ -123,11 +128,6 @@ pub(crate) fn order(
         [one] => *one,
         many => return Err(MaterialError::AmbiguousPrivateKeys { count: many.len() }),
     };
-    if keys.len() > 1 {
-        warnings.push(MaterialWarning::UnmatchedKeysDropped {
-            count: keys.len() - 1,
-        });
-    }
 
     // The leaf: a certificate of that key; prefer an end-entity one, then the newest.
     let leaf = distinct

@@ -84,30 +84,132 @@ impl std::fmt::Debug for PrivateKey {
     }
 }
 
+/// A private key as read: usable at once, or an EC scalar stored without its public point
+/// (SEC1 and PKCS#8 make that point optional, and ring needs it).
+pub(crate) enum Parsed {
+    Ready(PrivateKey),
+    EcWithoutPublic(EcScalar),
+}
+
+/// An EC private scalar whose public point is not stored. It is completed against a
+/// certificate's point: ring recomputes `d·G` and accepts the pair only if they agree, so a
+/// completed key is as verified as one that carried its point.
+pub(crate) struct EcScalar {
+    curve: Curve,
+    /// The `privateKey` OCTET STRING element, header included.
+    secret: Zeroizing<Vec<u8>>,
+}
+
+impl EcScalar {
+    /// The full key if `public` (a certificate's key) is this scalar's public key.
+    pub(crate) fn complete(&self, public: &PublicKey) -> Option<PrivateKey> {
+        let PublicKey::Ec { curve, point } = public else {
+            return None;
+        };
+        if *curve != self.curve {
+            return None;
+        }
+        let public_field = der::tlv(
+            der::CONTEXT_1,
+            &[&der::tlv(der::BIT_STRING, &[&[0], point])],
+        );
+        let pkcs8 = ec_pkcs8(self.curve, &self.secret, &public_field);
+        match from_pkcs8(&pkcs8) {
+            Ok(Parsed::Ready(k)) if k.public == *public => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// PKCS#8 for an EC key, as OpenSSL writes it: the curve in the algorithm identifier, the
+/// `ECPrivateKey` holding the scalar and the public point.
+fn ec_pkcs8(curve: Curve, secret_tlv: &[u8], public_tlv: &[u8]) -> Zeroizing<Vec<u8>> {
+    let inner = der::tlv(
+        der::SEQUENCE,
+        &[&[der::INTEGER, 1, 1], secret_tlv, public_tlv],
+    );
+    let alg = der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(der::OID, &[OID_EC_PUBLIC_KEY]),
+            &der::tlv(der::OID, &[curve.oid()]),
+        ],
+    );
+    der::tlv(
+        der::SEQUENCE,
+        &[
+            &[der::INTEGER, 1, 0],
+            &alg,
+            &der::tlv(der::OCTET_STRING, &[&inner]),
+        ],
+    )
+}
+
+/// The fields of a SEC1 `ECPrivateKey` we use.
+struct EcFields<'a> {
+    /// The `privateKey` OCTET STRING element, header included.
+    secret: &'a [u8],
+    curve: Option<Curve>,
+    /// The `[1] publicKey` element, header included.
+    public: Option<&'a [u8]>,
+}
+
+/// Reads an `ECPrivateKey` (SEC1): version, the scalar element, optional curve, optional point.
+fn read_ec_private_key(der_bytes: &[u8]) -> Result<EcFields<'_>, KeyFault> {
+    let (seq, _) = der::expect(der_bytes, der::SEQUENCE)?;
+    let (version, rest) = der::expect(seq.value, der::INTEGER)?;
+    if version.value != [1] {
+        return Err(KeyFault::Malformed("EC key version is not 1"));
+    }
+    let (secret, mut rest) = der::expect(rest, der::OCTET_STRING)?;
+    let mut curve = None;
+    let mut public = None;
+    while !rest.is_empty() {
+        let (t, r) = der::read_tlv(rest)?;
+        match t.tag {
+            der::CONTEXT_0 => {
+                let (oid, _) = der::expect(t.value, der::OID)?;
+                curve = Some(Curve::from_oid(oid.value).ok_or_else(|| {
+                    KeyFault::Unsupported(format!("EC key on curve {}", oid_text(oid.value)))
+                })?);
+            }
+            der::CONTEXT_1 => public = Some(t.raw),
+            _ => return Err(KeyFault::Malformed("unexpected field in EC key")),
+        }
+        rest = r;
+    }
+    Ok(EcFields {
+        secret: secret.raw,
+        curve,
+        public,
+    })
+}
+
 fn strip_zeros(b: &[u8]) -> Vec<u8> {
     let skip = b.iter().take_while(|&&x| x == 0).count();
     b[skip..].to_vec()
 }
 
 /// Reads a PKCS#8 `PrivateKeyInfo` (v1 or v2).
-pub(crate) fn from_pkcs8(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
+pub(crate) fn from_pkcs8(der_bytes: &[u8]) -> Result<Parsed, KeyFault> {
     der::check_complete_sequence(der_bytes)?;
     let (info, _) = der::expect(der_bytes, der::SEQUENCE)?;
     let (_version, rest) = der::expect(info.value, der::INTEGER)?;
-    let (alg, _) = der::expect(rest, der::SEQUENCE)?;
+    let (alg, after_alg) = der::expect(rest, der::SEQUENCE)?;
     let (oid, params) = der::expect(alg.value, der::OID)?;
+    let (private_key, _) = der::expect(after_alg, der::OCTET_STRING)?;
     match oid.value {
         OID_RSA_ENCRYPTION => {
             let pair = signature::RsaKeyPair::from_pkcs8(der_bytes)
                 .map_err(|e| rsa_fault(e, der_bytes))?;
             let components = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
-            Ok(PrivateKey {
+            Ok(Parsed::Ready(PrivateKey {
                 pkcs8: Zeroizing::new(der_bytes.to_vec()),
                 public: PublicKey::Rsa {
                     n: strip_zeros(&components.n),
                     e: strip_zeros(&components.e),
                 },
-            })
+            }))
         }
         OID_EC_PUBLIC_KEY => {
             let (curve_oid, _) = der::expect(params, der::OID)
@@ -115,21 +217,35 @@ pub(crate) fn from_pkcs8(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
             let curve = Curve::from_oid(curve_oid.value).ok_or_else(|| {
                 KeyFault::Unsupported(format!("EC key on curve {}", oid_text(curve_oid.value)))
             })?;
+            let EcFields {
+                secret,
+                curve: inner_curve,
+                public,
+            } = read_ec_private_key(private_key.value)?;
+            if inner_curve.is_some_and(|c| c != curve) {
+                return Err(KeyFault::Malformed("EC key names two different curves"));
+            }
+            if public.is_none() {
+                return Ok(Parsed::EcWithoutPublic(EcScalar {
+                    curve,
+                    secret: Zeroizing::new(secret.to_vec()),
+                }));
+            }
             let alg = match curve {
                 Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
                 Curve::P384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
             };
             let rng = ring::rand::SystemRandom::new();
             let pair = signature::EcdsaKeyPair::from_pkcs8(alg, der_bytes, &rng).map_err(|_| {
-                KeyFault::Malformed("EC key rejected (inconsistent, or without its public point)")
+                KeyFault::Malformed("EC key rejected (its public point is not its scalar's)")
             })?;
-            Ok(PrivateKey {
+            Ok(Parsed::Ready(PrivateKey {
                 pkcs8: Zeroizing::new(der_bytes.to_vec()),
                 public: PublicKey::Ec {
                     curve,
                     point: pair.public_key().as_ref().to_vec(),
                 },
-            })
+            }))
         }
         other => Err(KeyFault::Unsupported(format!(
             "private key algorithm {}",
@@ -163,7 +279,7 @@ fn rsa_bits(pkcs8: &[u8]) -> Option<usize> {
 }
 
 /// Wraps a PKCS#1 `RSAPrivateKey` into PKCS#8 and reads it.
-pub(crate) fn from_pkcs1(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
+pub(crate) fn from_pkcs1(der_bytes: &[u8]) -> Result<Parsed, KeyFault> {
     der::check_complete_sequence(der_bytes)?;
     let alg = der::tlv(
         der::SEQUENCE,
@@ -182,57 +298,28 @@ pub(crate) fn from_pkcs1(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
 
 /// Wraps a SEC1 `ECPrivateKey` into PKCS#8 (curve moved to the algorithm identifier, as
 /// OpenSSL writes it) and reads it.
-pub(crate) fn from_sec1(der_bytes: &[u8]) -> Result<PrivateKey, KeyFault> {
+pub(crate) fn from_sec1(der_bytes: &[u8]) -> Result<Parsed, KeyFault> {
     der::check_complete_sequence(der_bytes)?;
-    let (seq, _) = der::expect(der_bytes, der::SEQUENCE)?;
-    let (version, rest) = der::expect(seq.value, der::INTEGER)?;
-    if version.value != [1] {
-        return Err(KeyFault::Malformed("SEC1 key version is not 1"));
-    }
-    let (secret, mut rest) = der::expect(rest, der::OCTET_STRING)?;
-    let mut curve = None;
-    let mut public = None;
-    while !rest.is_empty() {
-        let (t, r) = der::read_tlv(rest)?;
-        match t.tag {
-            der::CONTEXT_0 => {
-                let (oid, _) = der::expect(t.value, der::OID)?;
-                curve = Some(Curve::from_oid(oid.value).ok_or_else(|| {
-                    KeyFault::Unsupported(format!("EC key on curve {}", oid_text(oid.value)))
-                })?);
-            }
-            der::CONTEXT_1 => public = Some(t.raw),
-            _ => return Err(KeyFault::Malformed("unexpected field in SEC1 key")),
-        }
-        rest = r;
-    }
+    let EcFields {
+        secret,
+        curve,
+        public,
+    } = read_ec_private_key(der_bytes)?;
     // Without parameters the scalar's length still tells the curve apart.
-    let curve = match (curve, secret.value.len()) {
+    let scalar_len = der::expect(secret, der::OCTET_STRING)?.0.value.len();
+    let curve = match (curve, scalar_len) {
         (Some(c), _) => c,
         (None, 32) => Curve::P256,
         (None, 48) => Curve::P384,
         (None, _) => return Err(KeyFault::Unsupported("EC key without a named curve".into())),
     };
-    let public = public.ok_or(KeyFault::Malformed(
-        "SEC1 key without its public point (regenerate it with OpenSSL)",
-    ))?;
-    let inner = der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 1], secret.raw, public]);
-    let alg = der::tlv(
-        der::SEQUENCE,
-        &[
-            &der::tlv(der::OID, &[OID_EC_PUBLIC_KEY]),
-            &der::tlv(der::OID, &[curve.oid()]),
-        ],
-    );
-    let pkcs8 = der::tlv(
-        der::SEQUENCE,
-        &[
-            &[der::INTEGER, 1, 0],
-            &alg,
-            &der::tlv(der::OCTET_STRING, &[&inner]),
-        ],
-    );
-    from_pkcs8(&pkcs8)
+    match public {
+        Some(public) => from_pkcs8(&ec_pkcs8(curve, secret, public)),
+        None => Ok(Parsed::EcWithoutPublic(EcScalar {
+            curve,
+            secret: Zeroizing::new(secret.to_vec()),
+        })),
+    }
 }
 
 /// Reads a certificate's SubjectPublicKeyInfo (DER) into the form we compare; `None` for
@@ -313,10 +400,10 @@ mod tests {
         )
         .unwrap();
         let full = doc.as_ref();
-        assert!(from_pkcs8(full).is_ok());
-        assert_eq!(
-            from_pkcs8(&full[..full.len() - 3]).unwrap_err(),
-            KeyFault::Truncated
-        );
+        assert!(matches!(from_pkcs8(full), Ok(Parsed::Ready(_))));
+        assert!(matches!(
+            from_pkcs8(&full[..full.len() - 3]),
+            Err(KeyFault::Truncated)
+        ));
     }
 }

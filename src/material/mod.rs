@@ -352,6 +352,7 @@ fn assemble(
         return Err(MaterialError::NoPrivateKey);
     }
     let mut keys: Vec<key::PrivateKey> = Vec::with_capacity(raw_keys.len());
+    let mut scalars = Vec::new();
     for (i, raw) in raw_keys.into_iter().enumerate() {
         let index = i + 1;
         let read = match &raw {
@@ -359,19 +360,35 @@ fn assemble(
             RawKey::Pkcs1(d) => key::from_pkcs1(d),
             RawKey::Sec1(d) => key::from_sec1(d),
         };
-        let k = read.map_err(|f| match f {
+        match read.map_err(|f| match f {
             key::KeyFault::Truncated => MaterialError::TruncatedDer {
                 what: format!("private key #{index}"),
             },
             key::KeyFault::Malformed(reason) => MaterialError::MalformedKey { index, reason },
             key::KeyFault::Unsupported(what) => MaterialError::UnsupportedKey { index, what },
-        })?;
-        // The same key twice (PFX files do that) counts once.
-        if !keys.iter().any(|o| o.public == k.public) {
-            keys.push(k);
+        })? {
+            key::Parsed::Ready(k) => push_distinct(&mut keys, k),
+            key::Parsed::EcWithoutPublic(s) => scalars.push(s),
+        }
+    }
+    // EC keys stored without their point: complete each against the certificates' points.
+    let mut unresolved = 0;
+    for s in scalars {
+        match parsed
+            .iter()
+            .filter_map(chain::Cert::public)
+            .find_map(|p| s.complete(p))
+        {
+            Some(k) => push_distinct(&mut keys, k),
+            None => unresolved += 1,
         }
     }
     let chosen = chain::order(&parsed, &keys, &mut warnings)?;
+    if keys.len() - 1 + unresolved > 0 {
+        warnings.push(MaterialWarning::UnmatchedKeysDropped {
+            count: keys.len() - 1 + unresolved,
+        });
+    }
     let leaf = &parsed[chosen.leaf];
     for &i in std::iter::once(&chosen.leaf).chain(&chosen.chain) {
         let c = &parsed[i];
@@ -401,6 +418,13 @@ fn assemble(
         warnings,
         leaf: leaf_der,
     })
+}
+
+/// Adds `k` unless the same key is already there (PFX files repeat keys).
+fn push_distinct(keys: &mut Vec<key::PrivateKey>, k: key::PrivateKey) {
+    if !keys.iter().any(|o| o.public == k.public) {
+        keys.push(k);
+    }
 }
 
 /// `s` with control characters removed, cut to `max` characters (for messages).
