@@ -16,7 +16,6 @@
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use akv_sync_actors::Installed;
 use akv_sync_config::{Hook, HookSpec};
@@ -227,12 +226,10 @@ fn record(c: &HookCounters, kind: &str, what: &str, result: HookResult) {
     }
 }
 
-/// Default hook time limit.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn spec(argv: &[&str], secs: u64) -> HookSpec {
         HookSpec {

@@ -14,15 +14,11 @@ use zeroize::Zeroizing;
 use crate::material;
 use crate::store::{self, InstallOutcome, InstallRequest, Output, Store};
 
-/// A converted certificate, ready for the writer.
+/// A converted certificate, ready for the writer: the combined file, and the separate
+/// outputs the certificate asks for (rendered only when asked).
 pub struct Prepared {
     full_chain: Zeroizing<Vec<u8>>,
-    cert: Vec<u8>,
-    chain: Vec<u8>,
-    fullchain: Vec<u8>,
-    key: Zeroizing<Vec<u8>>,
-    /// Expiry of the leaf (unix seconds), for metrics and expiry warnings.
-    pub not_after: i64,
+    outputs: Vec<(String, Zeroizing<Vec<u8>>, bool)>,
 }
 
 /// Converts with [`material::convert`] and installs with [`Store`].
@@ -143,13 +139,23 @@ impl Installer for StoreInstaller {
         for w in &m.warnings {
             warn!(vault = %cert.url.vault, name = %cert.url.name, version = %secret.version, "{w}");
         }
+        let o = &cert.outputs;
+        let mut outputs = Vec::new();
+        if let Some(name) = &o.cert {
+            outputs.push((name.clone(), Zeroizing::new(m.cert_pem()), false));
+        }
+        if let Some(name) = &o.chain {
+            outputs.push((name.clone(), Zeroizing::new(m.chain_pem()), false));
+        }
+        if let Some(name) = &o.fullchain {
+            outputs.push((name.clone(), Zeroizing::new(m.fullchain_pem()), false));
+        }
+        if let Some(name) = &o.privkey {
+            outputs.push((name.clone(), m.key_pem(), true));
+        }
         Ok(Prepared {
             full_chain: m.full_chain_pem(),
-            cert: m.cert_pem(),
-            chain: m.chain_pem(),
-            fullchain: m.fullchain_pem(),
-            key: m.key_pem(),
-            not_after: m.not_after,
+            outputs,
         })
     }
 
@@ -165,36 +171,15 @@ impl Installer for StoreInstaller {
         } else {
             None
         };
-        let mut outputs = Vec::new();
-        let o = &cert.outputs;
-        if let Some(name) = &o.cert {
-            outputs.push(Output {
-                file_name: name,
-                content: &p.cert,
-                secret: false,
-            });
-        }
-        if let Some(name) = &o.chain {
-            outputs.push(Output {
-                file_name: name,
-                content: &p.chain,
-                secret: false,
-            });
-        }
-        if let Some(name) = &o.fullchain {
-            outputs.push(Output {
-                file_name: name,
-                content: &p.fullchain,
-                secret: false,
-            });
-        }
-        if let Some(name) = &o.privkey {
-            outputs.push(Output {
-                file_name: name,
-                content: &p.key,
-                secret: true,
-            });
-        }
+        let outputs: Vec<Output<'_>> = p
+            .outputs
+            .iter()
+            .map(|(file_name, content, secret)| Output {
+                file_name,
+                content,
+                secret: *secret,
+            })
+            .collect();
         let request = InstallRequest {
             vault: &cert.url.vault,
             name: &cert.url.name,

@@ -303,3 +303,61 @@ async fn bad_material_is_refused_and_the_last_good_version_stays() {
     }
     agent.shutdown().await;
 }
+
+#[tokio::test]
+async fn extra_outputs_are_written_in_certbots_layout() {
+    let w = World::start().await;
+    let control = w.emulator.control();
+    control
+        .create_certificate(
+            "alpha",
+            "web",
+            ec(akv_sync::emulator::generator::Format::Pkcs12, 3),
+        )
+        .unwrap();
+    let settings_text = serde_json::json!({
+        "secretsManagementSettings": {
+            "requireInitialSync": true,
+            "observedCertificates": [{
+                "url": url("alpha", "web"),
+                "certificateStoreLocation": w.store.display().to_string(),
+                "akvSync": { "outputs": { "cert": "web-cert.pem", "chain": "web-chain.pem", "fullchain": "web-fullchain.pem", "privkey": "web-privkey.pem" } }
+            }]
+        }
+    })
+    .to_string();
+    let settings = akv_sync_config::parse(&settings_text).unwrap().settings;
+    let (probe, _events) = probe();
+    let agent = w.start_agent(&settings, &probe);
+    wait_state(&agent, State::Success).await;
+    let read = |n: &str| std::fs::read_to_string(w.store.join(n)).unwrap();
+    let mode = |n: &str| {
+        std::fs::metadata(w.store.join(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let (cert, chain, fullchain, key) = (
+        read("web-cert.pem"),
+        read("web-chain.pem"),
+        read("web-fullchain.pem"),
+        read("web-privkey.pem"),
+    );
+    assert_eq!(pem::parse_many(&cert).unwrap().len(), 1);
+    assert_eq!(
+        pem::parse_many(&chain).unwrap().len(),
+        2,
+        "intermediate and root"
+    );
+    assert_eq!(fullchain, format!("{cert}{chain}"));
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(
+        read("alpha.web"),
+        format!("{fullchain}{key}"),
+        "the combined file is the full chain then the key"
+    );
+    assert_eq!(mode("web-privkey.pem"), 0o600);
+    assert_eq!(mode("web-cert.pem"), 0o644);
+    agent.shutdown().await;
+}
