@@ -11,7 +11,7 @@
 //! | IMDS 410 for 60 s | start | `transitioning` → `success` (no `error`) | debug `identity request failed; retrying` (410) ×6 | installed after ≈63 s | 6 × 410 then success at 63 s (virtual) |
 //! | vault 5xx bursts (30 × 503/500) | mid-run, 12 rotated certificates | stays `success` | warn `check failed; the installed files stay as they are`, error names `ServiceUnavailable` | v1 intact while failing; all reach v2 | as expected |
 //! | 429 storm with `Retry-After: 1` | mid-run, 20 rotated certificates | stays `success` | warn `vault throttled (429); pausing every request to it` (`pause_s` 1) + `check failed` | v1 intact; all reach v2 | as expected |
-//! | 429 storm without `Retry-After` | mid-run, 20 rotated certificates | stays `success` | same, `pause_s` 1, 2, 4 … | v1 intact; all reach v2 | see the test's note |
+//! | 429 storm without `Retry-After` | mid-run, 20 rotated certificates | stays `success` | same, `pause_s` 1, 2, 4, 8 (one growth per wave) | v1 intact; all reach v2 | as expected after a fix: before it, the 16 concurrent 429s of one wave grew the pause 16 times, to the 60 s cap (observed, test timed out); now 1, 2, 4, 8 s |
 //! | connection resets, garbage and truncated bodies, timeouts, 404, single 500/503/429 | mid-run | — | — | v1 intact, recovers | covered by `agent_emulator::faults_leave_the_last_good_files_and_recover` |
 //! | wrong content type (a PFX labelled `application/x-pem-file`) | mid-run | stays `success` | warn `check failed…`, error `the value holds no PEM block (is the content type right? …)` | v1 intact | as expected |
 //! | password-protected PFX (`openssl pkcs12 -passout pass:x`) | mid-run | stays `success` | warn `check failed…`, error `this PFX needs a password…` | v1 intact | as expected |
