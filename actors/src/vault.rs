@@ -67,9 +67,16 @@ impl VaultGate {
 
     /// The vault answered 429: pause it for `retry_after`, else by the growing schedule.
     /// Returns the pause applied.
+    ///
+    /// 429s that arrive while the vault is already paused answer requests sent before the
+    /// pause began (they were in flight together): they are the same throttle and do not grow
+    /// the streak, else one burst of concurrent requests would jump straight to the cap.
     pub fn throttled(&self, retry_after: Option<Duration>) -> Duration {
         let mut t = self.throttle.lock().expect("throttle lock");
-        t.streak += 1;
+        let already_paused = t.paused_until.is_some_and(|u| Instant::now() < u);
+        if !already_paused || t.streak == 0 {
+            t.streak += 1;
+        }
         let pause = retry_after.unwrap_or_else(|| throttle_delay(t.streak));
         let until = Instant::now() + pause;
         t.paused_until = Some(t.paused_until.map_or(until, |u| u.max(until)));
@@ -124,10 +131,25 @@ mod tests {
     async fn throttles_without_retry_after_grow_and_reset_on_success() {
         let gate = Vaults::new(1).gate("v");
         assert_eq!(gate.throttled(None), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(gate.throttled(None), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(gate.throttled(None), Duration::from_secs(4));
         gate.succeeded();
+        tokio::time::advance(Duration::from_secs(4)).await;
         assert_eq!(gate.throttled(None), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_429s_answering_requests_in_flight_together_is_one_throttle() {
+        let gate = Vaults::new(16).gate("v");
+        // Sixteen requests were in flight; all come back 429 before the first pause ends.
+        for _ in 0..16 {
+            assert_eq!(gate.throttled(None), Duration::from_secs(1));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // The next request, sent after the pause, is throttled again: the streak grows once.
+        assert_eq!(gate.throttled(None), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
