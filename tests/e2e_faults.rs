@@ -8,6 +8,7 @@
 //! | fault | when | expected status | expected log line | files | observed |
 //! |---|---|---|---|---|---|
 //! | IMDS down at start (500, then a reset) | start, v2 in vault, v1 on disk | `transitioning` → `success` | debug `identity request failed; retrying` | v1 intact until the token comes, then v2 | as expected (≈3 s of identity retries) |
+//! | IMDS refusing connections at start (nothing listens yet) | start, in-process | `transitioning` → `success` once it listens | debug `identity request failed; retrying`, error `identity endpoint … unreachable` | nothing written before the token | as expected (second attempt, 1 s later, succeeds) |
 //! | IMDS 410 for 60 s | start | `transitioning` → `success` (no `error`) | debug `identity request failed; retrying` (410) ×6 | installed after ≈63 s | 6 × 410 then success at 63 s (virtual) |
 //! | vault 5xx bursts (30 × 503/500) | mid-run, 12 rotated certificates | stays `success` | warn `check failed; the installed files stay as they are`, error names `ServiceUnavailable` | v1 intact while failing; all reach v2 | as expected |
 //! | 429 storm with `Retry-After: 1` | mid-run, 20 rotated certificates | stays `success` | warn `vault throttled (429); pausing every request to it` (`pause_s` 1) + `check failed` | v1 intact; all reach v2 | as expected |
@@ -203,13 +204,19 @@ fn imds_down_at_start_keeps_the_last_good_files_and_the_gate_reaches_success() {
 }
 
 /// Captured JSON log lines of the in-process agent (the test's own thread: a
-/// current-thread runtime runs every task there).
+/// current-thread runtime runs every task there), optionally also sent to a channel.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+struct Captured(
+    Arc<Mutex<Vec<u8>>>,
+    Option<tokio::sync::mpsc::UnboundedSender<String>>,
+);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
+        if let Some(tx) = &self.1 {
+            let _ = tx.send(String::from_utf8_lossy(buf).into_owned());
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -235,6 +242,85 @@ impl Captured {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+}
+
+/// Forward every connection to `listener` to `to`, for the rest of the test process.
+fn forward(listener: std::net::TcpListener, to: std::net::SocketAddr) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { continue };
+            let Ok(server) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+            pipe(server, client);
+        }
+    });
+}
+
+#[tokio::test]
+async fn imds_refusing_connections_at_start_is_retried_until_it_listens() {
+    use agent_support::*;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = Captured(Arc::default(), Some(tx));
+    let _guard = log.install();
+    let w = World::start().await;
+    w.create(&[("alpha", "web")]);
+    // Nothing listens on this port until the agent was refused once.
+    let port = daemon_support::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}/metadata/identity");
+    let imds: std::net::SocketAddr = w
+        .emulator
+        .imds_endpoint
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let settings = w.settings(&[url("alpha", "web")], json!({}));
+    let (probe, _events) = probe();
+    let mut net = akv_sync::local::net_for_emulator(w.emulator.vault_addr, &w.emulator.ca_pem);
+    net.request_timeout = Some(Duration::from_secs(5));
+    let ports = akv_sync::cmd::common::ports_with(
+        &settings,
+        &net,
+        Some(endpoint),
+        probe.status.clone(),
+        probe.observer.clone(),
+    )
+    .unwrap();
+    let agent = akv_sync_actors::Agent::start(&settings, ports);
+    loop {
+        let line: serde_json::Value =
+            serde_json::from_str(&rx.recv().await.unwrap()).unwrap_or_default();
+        if line["message"] == "identity request failed; retrying"
+            && line["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unreachable"))
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        agent.gate().view().status.state,
+        akv_sync_actors::State::Transitioning
+    );
+    assert!(w.installed("alpha", "web").is_none());
+    forward(
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        imds,
+    );
+    let status = wait_state(&agent, akv_sync_actors::State::Success).await;
+    assert!(status.message.contains("1 of 1"), "{}", status.message);
+    assert!(w.installed("alpha", "web").is_some());
+    agent.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
