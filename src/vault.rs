@@ -238,10 +238,7 @@ fn vault_error(
             };
             SourceError::new(
                 ErrorClass::Unauthorized,
-                format!(
-                    "vault {} refused the token for {what}: {azure}{hint}",
-                    url.vault
-                ),
+                format!("HTTP 401: the token was refused for {what}: {azure}{hint}"),
             )
         }
         403 if inner == "SecretDisabled" || e.error.code == "SecretDisabled" => SourceError::new(
@@ -260,21 +257,15 @@ fn vault_error(
         ),
         429 => SourceError::new(
             ErrorClass::Throttled { retry_after },
-            format!(
-                "vault {} throttled the request for {what} ({azure})",
-                url.vault
-            ),
+            format!("HTTP 429: throttled while reading {what} ({azure})"),
         ),
         s if s >= 500 => SourceError::new(
             ErrorClass::Transient,
-            format!("vault {} failed for {what} ({azure})", url.vault),
+            format!("HTTP {status}: Key Vault failed while reading {what} ({azure})"),
         ),
         _ => SourceError::new(
             ErrorClass::Permanent,
-            format!(
-                "vault {} refused the request for {what} ({azure})",
-                url.vault
-            ),
+            format!("HTTP {status}: Key Vault refused the request for {what} ({azure})"),
         ),
     }
 }

@@ -3,7 +3,6 @@
 
 mod daemon_support;
 
-use std::io::Read;
 use std::time::Duration;
 
 use akv_sync::emulator::generator::{CertSpec, Format, KeyKind};
@@ -154,32 +153,6 @@ fn a_hook_runs_once_per_change_after_the_files_are_in_place() {
         global_calls.len() >= 2 && global_calls.len() <= 3,
         "{global_calls:?}"
     );
-}
-
-fn scrape(port: u16, path: &str) -> (u16, String) {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn metric(body: &str, name: &str, labels: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(name) && labels.split(',').all(|p| l.contains(p)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]

@@ -116,8 +116,10 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             };
             match result {
                 Ok(outcome) => {
-                    self.shared.gate.installed(&self.id);
+                    // Observers first: once the gate says ready, metrics must already show
+                    // this certificate's success (`/readyz` reads both).
                     self.shared.observer.checked(&self.cert, &outcome);
+                    self.shared.gate.installed(&self.id);
                     return Some(Ok(outcome));
                 }
                 Err(err) => {
@@ -184,7 +186,6 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             let outcome = match result {
                 Ok(outcome) => {
                     failures = 0;
-                    self.shared.gate.installed(&self.id);
                     outcome
                 }
                 Err(err) => {
@@ -199,6 +200,9 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
             };
             self.shared.observer.checked(&self.cert, &outcome);
+            if !matches!(outcome, CheckOutcome::Failed { .. }) {
+                self.shared.gate.installed(&self.id);
+            }
         }
     }
 
