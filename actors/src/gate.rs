@@ -190,15 +190,16 @@ impl GateActor {
             }
         };
 
-        let changed = self.view.borrow().status != status;
-        if changed {
-            self.sink.report(&status);
-        }
-        self.view.send_replace(GateView {
-            status,
+        // The view first: whoever sees the sink's report (a log line, systemd) and then asks
+        // the gate (`/readyz`) must find the same status.
+        let previous = self.view.send_replace(GateView {
+            status: status.clone(),
             settled,
             certificates: self.certificates.clone(),
         });
+        if previous.status != status {
+            self.sink.report(&status);
+        }
     }
 }
 
