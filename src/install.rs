@@ -190,6 +190,8 @@ impl Installer for StoreInstaller {
             outputs: &outputs,
             prune_keep: self.prune_keep,
         };
+        // Installs come from the writer, which ends the batch after each run of requests.
+        store.begin_batch();
         let outcome = store.install(&request).map_err(|e| store_error(cert, e))?;
         Ok(match outcome {
             InstallOutcome::Unchanged => InstallReport::Unchanged,
@@ -198,6 +200,12 @@ impl Installer for StoreInstaller {
                 previous_version, ..
             } => InstallReport::Installed { previous_version },
         })
+    }
+
+    fn batch_done(&self) {
+        for o in self.stores.lock().expect("stores lock").values() {
+            o.store.end_batch();
+        }
     }
 
     fn installed_version(

@@ -392,3 +392,40 @@ fn current_is_none_before_any_install_and_for_a_dangling_link() {
         InstallOutcome::Installed { previous_version: Some(v), .. } if v == "gone"
     ));
 }
+
+#[test]
+fn a_batch_of_installs_sees_its_own_new_and_pruned_versions() {
+    let s = scratch();
+    let pems: Vec<Vec<u8>> = (0..4)
+        .map(|i| pem_fixture(s.dir.path(), &format!("p{i}")))
+        .collect();
+    let store = Store::open(&s.store).unwrap();
+    store.begin_batch();
+    // Another certificate in the folder, so that the listing is not just ours.
+    let mut other = req("w1", &pems[0]);
+    other.name = "otherCertificate";
+    store.install(&other).unwrap();
+    store.install(&req("v1", &pems[1])).unwrap();
+    store.install(&req("v2", &pems[2])).unwrap();
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v1", "v2"]
+    );
+    let mut keep_one = req("v3", &pems[3]);
+    keep_one.prune_keep = Some(1);
+    store.install(&keep_one).unwrap();
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v3"]
+    );
+    store.end_batch();
+    // After the batch, a fresh listing agrees.
+    assert_eq!(
+        store.versions("exampleVault", "myCertificate").unwrap(),
+        ["v3"]
+    );
+    assert_eq!(
+        store.versions("exampleVault", "otherCertificate").unwrap(),
+        ["w1"]
+    );
+}

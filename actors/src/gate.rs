@@ -31,7 +31,9 @@ pub struct GateView {
     pub status: Status,
     /// Every certificate settled (installed or failed) at least once.
     pub settled: bool,
-    pub certificates: BTreeMap<String, FirstSync>,
+    /// Shared with the gate until its next change, so that publishing a view does not copy
+    /// thousands of entries for every reader.
+    pub certificates: Arc<BTreeMap<String, FirstSync>>,
 }
 
 enum Msg {
@@ -42,58 +44,100 @@ enum Msg {
     PollingStarted,
 }
 
+/// How many certificates are in each state, kept as they change so that computing the
+/// status costs O(1), not O(certificates), per event.
+#[derive(Default)]
+struct Tally {
+    installed: usize,
+    pending: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn add(&mut self, s: &FirstSync, by: isize) {
+        let n = match s {
+            FirstSync::Pending => &mut self.pending,
+            FirstSync::Installed => &mut self.installed,
+            FirstSync::Failed(_) => &mut self.failed,
+        };
+        *n = n
+            .checked_add_signed(by)
+            .expect("gate tally stays consistent");
+    }
+}
+
 struct GateActor {
     require_initial_sync: bool,
     polling_started: bool,
     sink: Arc<dyn StatusSink>,
     rx: mpsc::UnboundedReceiver<Msg>,
     view: watch::Sender<GateView>,
-    certificates: BTreeMap<String, FirstSync>,
+    certificates: Arc<BTreeMap<String, FirstSync>>,
+    tally: Tally,
     reached_success: bool,
 }
 
 impl GateActor {
     async fn run(mut self) {
         while let Some(msg) = self.rx.recv().await {
-            match msg {
-                Msg::Track(id) => {
-                    self.certificates.entry(id).or_insert(FirstSync::Pending);
-                }
-                Msg::Installed(id) => {
-                    self.certificates.insert(id, FirstSync::Installed);
-                }
-                Msg::Failed(id, why) => {
-                    // A certificate that was installed once stays installed for the gate.
-                    let entry = self.certificates.entry(id).or_insert(FirstSync::Pending);
-                    if *entry != FirstSync::Installed {
-                        *entry = FirstSync::Failed(why);
-                    }
-                }
-                Msg::Forget(id) => {
-                    self.certificates.remove(&id);
-                }
-                Msg::PollingStarted => self.polling_started = true,
+            let mut changed = self.apply(msg);
+            // Apply whatever queued up meanwhile, then publish once: with thousands of
+            // certificates, events arrive in bursts.
+            while let Ok(next) = self.rx.try_recv() {
+                changed |= self.apply(next);
             }
-            self.publish();
+            // Every successful poll reports `installed` again; nothing to publish then.
+            if changed {
+                self.publish();
+            }
+        }
+    }
+
+    /// Set `id`'s state; returns whether it changed.
+    fn set(&mut self, id: String, state: FirstSync) -> bool {
+        if self.certificates.get(&id) == Some(&state) {
+            return false;
+        }
+        self.tally.add(&state, 1);
+        if let Some(old) = Arc::make_mut(&mut self.certificates).insert(id, state) {
+            self.tally.add(&old, -1);
+        }
+        true
+    }
+
+    /// Apply one fact; returns whether the view changed.
+    fn apply(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Track(id) => {
+                if self.certificates.contains_key(&id) {
+                    return false;
+                }
+                self.set(id, FirstSync::Pending)
+            }
+            Msg::Installed(id) => self.set(id, FirstSync::Installed),
+            Msg::Failed(id, why) => {
+                // A certificate that was installed once stays installed for the gate.
+                if self.certificates.get(&id) == Some(&FirstSync::Installed) {
+                    return false;
+                }
+                self.set(id, FirstSync::Failed(why))
+            }
+            Msg::Forget(id) => match Arc::make_mut(&mut self.certificates).remove(&id) {
+                Some(old) => {
+                    self.tally.add(&old, -1);
+                    true
+                }
+                None => false,
+            },
+            Msg::PollingStarted => !std::mem::replace(&mut self.polling_started, true),
         }
     }
 
     fn publish(&mut self) {
         let total = self.certificates.len();
-        let installed = self
-            .certificates
-            .values()
-            .filter(|s| **s == FirstSync::Installed)
-            .count();
-        let failed: Vec<(&String, &String)> = self
-            .certificates
-            .iter()
-            .filter_map(|(id, s)| match s {
-                FirstSync::Failed(why) => Some((id, why)),
-                _ => None,
-            })
-            .collect();
-        let settled = self.certificates.values().all(|s| *s != FirstSync::Pending);
+        let installed = self.tally.installed;
+        let failed_count = self.tally.failed;
+        let settled = self.tally.pending == 0;
 
         let status = if !self.require_initial_sync {
             if self.polling_started {
@@ -121,16 +165,19 @@ impl GateActor {
                 state: State::Success,
                 message: format!("{installed} of {total} certificate(s) installed"),
             }
-        } else if settled && !failed.is_empty() {
-            let list: Vec<String> = failed
+        } else if settled && failed_count > 0 {
+            let list: Vec<String> = self
+                .certificates
                 .iter()
-                .map(|(id, why)| format!("{id}: {why}"))
+                .filter_map(|(id, s)| match s {
+                    FirstSync::Failed(why) => Some(format!("{id}: {why}")),
+                    _ => None,
+                })
                 .collect();
             Status {
                 state: State::Error,
                 message: format!(
-                    "initial sync failed for {} of {total} certificate(s): {}",
-                    failed.len(),
+                    "initial sync failed for {failed_count} of {total} certificate(s): {}",
                     list.join("; ")
                 ),
             }
@@ -138,21 +185,21 @@ impl GateActor {
             Status {
                 state: State::Transitioning,
                 message: format!(
-                    "initial sync: {installed} of {total} certificate(s) installed, {} failed so far",
-                    failed.len()
+                    "initial sync: {installed} of {total} certificate(s) installed, {failed_count} failed so far"
                 ),
             }
         };
 
-        let changed = self.view.borrow().status != status;
-        if changed {
-            self.sink.report(&status);
-        }
-        self.view.send_replace(GateView {
-            status,
+        // The view first: whoever sees the sink's report (a log line, systemd) and then asks
+        // the gate (`/readyz`) must find the same status.
+        let previous = self.view.send_replace(GateView {
+            status: status.clone(),
             settled,
             certificates: self.certificates.clone(),
         });
+        if previous.status != status {
+            self.sink.report(&status);
+        }
     }
 }
 
@@ -171,7 +218,7 @@ impl GateHandle {
                 message: "starting".into(),
             },
             settled: true,
-            certificates: BTreeMap::new(),
+            certificates: Arc::default(),
         };
         sink.report(&initial.status);
         let (view_tx, view) = watch::channel(initial);
@@ -183,7 +230,8 @@ impl GateHandle {
                 sink,
                 rx,
                 view: view_tx,
-                certificates: BTreeMap::new(),
+                certificates: Arc::default(),
+                tally: Tally::default(),
                 reached_success: false,
             }
             .run(),

@@ -186,6 +186,10 @@ pub trait Installer: Send + Sync + 'static {
     /// The version the link points at now, if any.
     fn installed_version(&self, cert: &ObservedCertificate)
     -> Result<Option<String>, InstallError>;
+
+    /// The writer has handled one run of queued requests: whatever the installer reused
+    /// across them (a folder listing) must be read afresh for the next run.
+    fn batch_done(&self) {}
 }
 
 /// Readiness and the overall state, as the VM agent and systemd want them.

@@ -149,6 +149,7 @@ fn shared<T: TokenSource, S: SecretSource, I: Installer>(
         polling_interval: settings.polling_interval,
         jitter: settings.agent.jitter,
         startup_spread,
+        pipeline: tokio::sync::Semaphore::new(crate::watcher::PIPELINE_DEPTH),
     });
     (shared, writer_done)
 }

@@ -37,7 +37,16 @@ pub struct Shared<S, I: Installer> {
     /// `requireInitialSync`, where someone waits for them), so that a fleet restarted at
     /// once does not hit its vault in the same second.
     pub startup_spread: Duration,
+    /// Checks between "ask Key Vault" and "the writer is done" ([`PIPELINE_DEPTH`]).
+    pub pipeline: tokio::sync::Semaphore,
 }
+
+/// How many checks may be past reading the installed version at once: downloading,
+/// converting, or waiting for the writer. Downloads and conversion outpace the writer
+/// (fsync), so without a bound an initial sync held nearly every certificate's converted
+/// PEM in memory at once (about 15 KiB each). As many as the writer's queue holds, which is
+/// more than the vault gates let through for up to 16 vaults at the default concurrency.
+pub const PIPELINE_DEPTH: usize = 256;
 
 /// The start-up window: none when the initial sync is awaited; else the jitter's share of the
 /// interval, at most 60 s.
@@ -223,6 +232,11 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             });
         }
 
+        let _slot = shared
+            .pipeline
+            .acquire()
+            .await
+            .expect("the pipeline semaphore is never closed");
         let secret = self.fetch().await?;
         if !secret.enabled {
             return Err(CheckError {

@@ -43,6 +43,7 @@ impl<I: Installer> WriterActor<I> {
             while let Ok(next) = self.rx.try_recv() {
                 self.handle(next, &mut batch).await;
             }
+            self.installer.batch_done();
             if !batch.is_empty() {
                 self.observer.installed_batch(&batch);
             }

@@ -162,6 +162,30 @@ pub struct Store {
     /// The folder's ACL is shared by every certificate and updated read-modify-write;
     /// installs of different certificates may run on different threads.
     folder_acl: std::sync::Mutex<()>,
+    /// Between [`Store::begin_batch`] and [`Store::end_batch`]: the folder's version files
+    /// by certificate, from one listing kept up to date with this store's own writes.
+    batch: std::sync::Mutex<Batch>,
+}
+
+/// How long one listing of the folder may stand in for a fresh one within a batch.
+const LISTING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Versions by certificate stem, as a listing of the folder shows them.
+type Listing = BTreeMap<String, BTreeSet<String>>;
+
+#[derive(Debug, Default)]
+enum Batch {
+    #[default]
+    Off,
+    On(Option<(std::time::Instant, Listing)>),
+}
+
+/// `<vault>.<name>.<version>` → (`<vault>.<name>`, `<version>`): what the folder listing
+/// counts as a version file of a certificate (its type is checked when it is used).
+fn split_version(file: &str) -> Option<(&str, &str)> {
+    let (stem, version) = file.rsplit_once('.')?;
+    name::check_part(NameKind::Version, version).ok()?;
+    Some((stem, version))
 }
 
 /// A version with its modification time (seconds, nanoseconds), for sorting by age.
@@ -266,6 +290,7 @@ impl Store {
             dir,
             uid,
             folder_acl: std::sync::Mutex::new(()),
+            batch: std::sync::Mutex::new(Batch::Off),
         })
     }
 
@@ -329,6 +354,85 @@ impl Store {
             .into_iter()
             .map(|(_, v)| v)
             .collect())
+    }
+
+    /// Start a batch of installs: until [`Store::end_batch`], finding a certificate's earlier
+    /// versions reuses one listing of the folder (at most [`LISTING_MAX_AGE`] old, and kept
+    /// up to date with this store's own writes) instead of listing the folder per install,
+    /// which made an initial sync of N certificates in one folder cost O(N^2). A version
+    /// file someone else adds meanwhile is seen by the next listing, as a file added right
+    /// after a listing always was.
+    pub fn begin_batch(&self) {
+        let mut batch = self.batch_lock();
+        if matches!(*batch, Batch::Off) {
+            *batch = Batch::On(None);
+        }
+    }
+
+    /// End the batch: the next install lists the folder again.
+    pub fn end_batch(&self) {
+        *self.batch_lock() = Batch::Off;
+    }
+
+    fn batch_lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+        // A poisoned lock only means an install panicked; the listing is still consistent
+        // enough to be dropped or rebuilt.
+        self.batch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The version files of certificate `stem` a listing of the folder shows.
+    fn version_names(&self, stem: &str) -> Result<Vec<String>, StoreError> {
+        let mut batch = self.batch_lock();
+        let Batch::On(cached) = &mut *batch else {
+            let mut index = Listing::new();
+            self.index_into(&mut index, Some(stem))?;
+            return Ok(index.remove(stem).map(Vec::from_iter).unwrap_or_default());
+        };
+        if cached
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > LISTING_MAX_AGE)
+        {
+            let mut index = Listing::new();
+            self.index_into(&mut index, None)?;
+            *cached = Some((std::time::Instant::now(), index));
+        }
+        let (_, index) = cached.as_ref().expect("listing just made");
+        Ok(index
+            .get(stem)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// List the folder into `index` (only `stem`'s versions when given).
+    fn index_into(&self, index: &mut Listing, only: Option<&str>) -> Result<(), StoreError> {
+        for entry in self.list()? {
+            let Some((stem, version)) = entry.to_str().and_then(split_version) else {
+                continue;
+            };
+            if only.is_none_or(|o| o == stem) {
+                index
+                    .entry(stem.to_owned())
+                    .or_default()
+                    .insert(version.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep the batch's listing in step with a file this store added or removed.
+    fn note(&self, name: &str, present: bool) {
+        if let Batch::On(Some((_, index))) = &mut *self.batch_lock()
+            && let Some((stem, version)) = split_version(name)
+        {
+            let versions = index.entry(stem.to_owned()).or_default();
+            if present {
+                versions.insert(version.to_owned());
+            } else {
+                versions.remove(version);
+            }
+        }
     }
 
     /// Install (or confirm) one version of one certificate; see the module documentation
@@ -472,7 +576,10 @@ impl Store {
                 }
                 let old = format!("{stem}.{version}");
                 match rustix::fs::unlinkat(&self.dir, old.as_str(), AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => removed += 1,
+                    Ok(()) | Err(Errno::NOENT) => {
+                        self.note(&old, false);
+                        removed += 1
+                    }
                     Err(e) => return Err(self.io_err("remove pruned version", old.as_ref(), e)),
                 }
             }
@@ -716,6 +823,7 @@ impl Store {
                 Err(e) => return Err(self.io_err("rename", name.as_ref(), e)),
             }
         }
+        self.note(name, true);
         self.sync_folder()
     }
 
@@ -789,26 +897,17 @@ impl Store {
 
     /// This certificate's version files, oldest first: ((mtime s, ns), version).
     fn versions_by_age(&self, stem: &str) -> Result<Vec<Aged>, StoreError> {
-        let prefix = format!("{stem}.");
         let mut out = Vec::new();
-        for entry in self.list()? {
-            let Some(version) = entry.to_str().and_then(|n| n.strip_prefix(prefix.as_str())) else {
-                continue;
-            };
-            if name::check_part(NameKind::Version, version).is_err() {
-                continue;
-            }
-            match rustix::fs::statat(&self.dir, entry.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        for version in self.version_names(stem)? {
+            let entry = format!("{stem}.{version}");
+            match rustix::fs::statat(&self.dir, entry.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 // The time fields are narrower than i64 on some 32-bit targets.
                 #[allow(clippy::unnecessary_cast)]
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
-                    out.push((
-                        (st.st_mtime as i64, st.st_mtime_nsec as i64),
-                        version.to_owned(),
-                    ));
+                    out.push(((st.st_mtime as i64, st.st_mtime_nsec as i64), version));
                 }
                 Ok(_) | Err(Errno::NOENT) => {}
-                Err(e) => return Err(self.io_err("stat", entry.as_os_str(), e)),
+                Err(e) => return Err(self.io_err("stat", entry.as_ref(), e)),
             }
         }
         out.sort();
