@@ -361,3 +361,54 @@ async fn extra_outputs_are_written_in_certbots_layout() {
     assert_eq!(mode("web-cert.pem"), 0o644);
     agent.shutdown().await;
 }
+
+/// Azure Arc: the agent answers HIMDS's key-file challenge (the key file lies in
+/// /var/opt/azcmagent/tokens, as on a real Arc machine; the tests run as root).
+#[tokio::test]
+async fn an_arc_machine_gets_its_token_through_the_key_file_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = akv_sync::emulator::start(akv_sync::emulator::EmulatorOptions {
+        state_dir: dir.path().join("emulator"),
+        arc_token_dir: std::path::PathBuf::from(akv_sync::identity::ARC_TOKEN_DIR),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let control = emulator.control();
+    control
+        .create_certificate(
+            "alpha",
+            "web",
+            ec(akv_sync::emulator::generator::Format::Pem, 2),
+        )
+        .unwrap();
+    let store = dir.path().join("store");
+    let text = serde_json::json!({
+        "secretsManagementSettings": {
+            "requireInitialSync": true,
+            "observedCertificates": [{ "url": url("alpha", "web"), "certificateStoreLocation": store.display().to_string() }]
+        },
+        "authenticationSettings": { "msiEndpoint": "http://localhost:40342/metadata/identity" }
+    })
+    .to_string();
+    let settings = akv_sync_config::parse(&text).unwrap().settings;
+    assert!(matches!(
+        settings.identity,
+        akv_sync_config::Identity::Arc { .. }
+    ));
+    let (probe, _events) = probe();
+    let net = akv_sync::local::net_for_emulator(emulator.vault_addr, &emulator.ca_pem);
+    let ports = akv_sync::cmd::common::ports_with(
+        &settings,
+        &net,
+        Some(emulator.arc_endpoint.clone()),
+        probe.status.clone(),
+        probe.observer.clone(),
+    )
+    .unwrap();
+    let agent = akv_sync_actors::Agent::start(&settings, ports);
+    wait_state(&agent, State::Success).await;
+    assert_eq!(control.counters().tokens_for(&IdentityRef::Arc), 1);
+    assert!(std::fs::read_link(store.join("alpha.web")).is_ok());
+    agent.shutdown().await;
+}
