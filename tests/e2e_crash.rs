@@ -124,11 +124,30 @@ fn restart_and_converge(env: &Env, names: &[String], before: &BTreeMap<String, (
             "{n} was rewritten although current"
         );
     }
-    // Installed again: exactly the certificates that were not current on disk.
-    let mut reinstalled: Vec<String> = installs(&lines)
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_owned())
-        .collect();
+    // Completed on restart: exactly the certificates that were not current on disk. The one
+    // killed between renaming its version file into place and swapping its link is finished
+    // by a repair (the link only; its file is not written again).
+    let completed = |message: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .map(|v| {
+                v["certificate"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("alpha/")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let repaired = completed("repaired permissions or links");
+    assert!(
+        repaired.len() <= 1,
+        "only an interrupted certificate may need a repair: {repaired:?}"
+    );
+    let mut reinstalled = completed("installed new version");
+    reinstalled.extend(repaired);
     reinstalled.sort();
     let mut missing: Vec<String> = names
         .iter()
