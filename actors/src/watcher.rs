@@ -286,10 +286,11 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let url = &self.cert.url;
         let audience = url.cloud.audience();
         let gate = shared.vaults.gate(&url.host);
-        let mut token = shared.tokens.get(audience).await.map_err(|e| CheckError {
+        let no_token = |e: SourceError| CheckError {
             message: format!("no token for {audience}: {}", e.message),
             fatal: false,
-        })?;
+        };
+        let mut token = shared.tokens.get(audience).await.map_err(no_token)?;
         let mut refreshed = false;
         loop {
             let permit = gate.admit().await;
@@ -302,15 +303,11 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
                 Err(e) if e.class == ErrorClass::Unauthorized && !refreshed => {
                     refreshed = true;
-                    token =
-                        shared
-                            .tokens
-                            .refresh(audience, &token)
-                            .await
-                            .map_err(|e| CheckError {
-                                message: format!("no token for {audience}: {}", e.message),
-                                fatal: false,
-                            })?;
+                    token = shared
+                        .tokens
+                        .refresh(audience, &token)
+                        .await
+                        .map_err(no_token)?;
                 }
                 Err(e) => {
                     if let ErrorClass::Throttled { retry_after } = e.class {

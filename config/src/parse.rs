@@ -643,16 +643,14 @@ fn polling_interval(v: &Value, path: &str, cx: &mut Cx) -> Option<Duration> {
     }
 }
 
-/// An absolute store folder without `..`, normalised (no `.` parts, no trailing slash).
-fn store_location(v: &Value, path: &str, cx: &mut Cx) -> Option<PathBuf> {
+/// A string that is not a documentation placeholder; otherwise a `WrongType` or `Placeholder`
+/// error saying what was `expected`.
+fn filled_string<'v>(v: &'v Value, path: &str, expected: &str, cx: &mut Cx) -> Option<&'v str> {
     let Some(s) = v.as_str() else {
         cx.err(
             ErrorKind::WrongType,
             path,
-            format!(
-                "found {}; expected an absolute folder path such as \"{DEFAULT_STORE_V3}\"",
-                describe(v)
-            ),
+            format!("found {}; expected {expected}", describe(v)),
         );
         return None;
     };
@@ -660,10 +658,24 @@ fn store_location(v: &Value, path: &str, cx: &mut Cx) -> Option<PathBuf> {
         cx.err(
             ErrorKind::Placeholder,
             path,
-            format!("found {}, which still holds a placeholder from the documentation; expected an absolute folder path such as \"{DEFAULT_STORE_V3}\"", quote(s)),
+            format!(
+                "found {}, which still holds a placeholder from the documentation; expected {expected}",
+                quote(s)
+            ),
         );
         return None;
     }
+    Some(s)
+}
+
+/// An absolute store folder without `..`, normalised (no `.` parts, no trailing slash).
+fn store_location(v: &Value, path: &str, cx: &mut Cx) -> Option<PathBuf> {
+    let s = filled_string(
+        v,
+        path,
+        &format!("an absolute folder path such as \"{DEFAULT_STORE_V3}\""),
+        cx,
+    )?;
     let problem = if s.is_empty() {
         Some("it is empty")
     } else if s.contains('\0') {
@@ -793,25 +805,12 @@ fn v3_certificate(
 
 /// A plain file name inside the store folder.
 fn file_name(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<String> {
-    let Some(s) = v.as_str() else {
-        cx.err(
-            ErrorKind::WrongType,
-            path,
-            format!(
-                "found {}; expected a {what}: a plain file name such as \"app1Cert1\"",
-                describe(v)
-            ),
-        );
-        return None;
-    };
-    if is_placeholder(s) {
-        cx.err(
-            ErrorKind::Placeholder,
-            path,
-            format!("found {}, which still holds a placeholder from the documentation; expected a plain file name such as \"app1Cert1\"", quote(s)),
-        );
-        return None;
-    }
+    let s = filled_string(
+        v,
+        path,
+        &format!("a {what}: a plain file name such as \"app1Cert1\""),
+        cx,
+    )?;
     if let Some(why) = unsafe_reason(s) {
         cx.err(
             ErrorKind::UnsafeName,
