@@ -6,9 +6,14 @@
 //! [`refresh_margin`] of its expiry; then the next asker triggers a refresh. A watcher whose
 //! token Key Vault refused (401) calls [`TokenHandle::refresh`] with that token's generation:
 //! the first such call refetches, later ones for the same generation get the new token.
+//!
+//! Fresh tokens are also published to a small map shared with every handle, so that the
+//! common case — a cached token well before its refresh time — costs a lock and a clone
+//! instead of a round trip through the actor on every check. Everything else (first fetch,
+//! refresh, 401) still goes through the actor, which keeps single flight.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -51,7 +56,18 @@ struct Slot {
     in_flight: bool,
 }
 
+/// Tokens handed out without asking the actor: audience → (token, refresh time). Written
+/// only by the actor.
+type Fresh = Arc<Mutex<HashMap<String, (Token, Instant)>>>;
+
+fn fresh_lock(fresh: &Fresh) -> std::sync::MutexGuard<'_, HashMap<String, (Token, Instant)>> {
+    // A panic while holding this lock cannot leave the map half-updated (single inserts
+    // and removals), so a poisoned lock is still usable.
+    fresh.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct TokenActor<S> {
+    fresh: Fresh,
     source: Arc<S>,
     observer: Arc<dyn Observer>,
     requests: mpsc::Receiver<Request>,
@@ -84,6 +100,7 @@ impl<S: TokenSource> TokenActor<S> {
             let rejected = reject == Some(cached.token.generation);
             if rejected {
                 slot.cached = None;
+                fresh_lock(&self.fresh).remove(&audience);
             } else if now < cached.refresh_at {
                 let _ = reply.send(Ok(cached.token.clone()));
                 return;
@@ -103,17 +120,19 @@ impl<S: TokenSource> TokenActor<S> {
 
     fn finish(&mut self, done: Done) {
         let now = Instant::now();
-        let slot = self.slots.entry(done.audience).or_default();
+        let slot = self.slots.entry(done.audience.clone()).or_default();
         slot.in_flight = false;
         let answer = match done.result {
             Ok(fetched) => {
                 self.generation += 1;
                 let token = Token::new(self.generation, fetched.secret);
+                let refresh_at = now + fetched.expires_in - refresh_margin(fetched.expires_in);
                 slot.cached = Some(Cached {
                     token: token.clone(),
-                    refresh_at: now + fetched.expires_in - refresh_margin(fetched.expires_in),
+                    refresh_at,
                     expires_at: now + fetched.expires_in,
                 });
+                fresh_lock(&self.fresh).insert(done.audience.clone(), (token.clone(), refresh_at));
                 self.observer.token_refreshed();
                 Ok(token)
             }
@@ -133,6 +152,7 @@ impl<S: TokenSource> TokenActor<S> {
 #[derive(Clone)]
 pub struct TokenHandle {
     requests: mpsc::Sender<Request>,
+    fresh: Fresh,
 }
 
 impl TokenHandle {
@@ -140,7 +160,9 @@ impl TokenHandle {
     pub fn spawn<S: TokenSource>(source: Arc<S>, observer: Arc<dyn Observer>) -> Self {
         let (requests, rx) = mpsc::channel(1024);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let fresh = Fresh::default();
         let actor = TokenActor {
+            fresh: fresh.clone(),
             source,
             observer,
             requests: rx,
@@ -150,11 +172,16 @@ impl TokenHandle {
             generation: 0,
         };
         tokio::spawn(actor.run());
-        TokenHandle { requests }
+        TokenHandle { requests, fresh }
     }
 
     /// A valid token for `audience` (cached, or fetched once for all who ask together).
     pub async fn get(&self, audience: &str) -> Result<Token, SourceError> {
+        if let Some((token, refresh_at)) = fresh_lock(&self.fresh).get(audience)
+            && Instant::now() < *refresh_at
+        {
+            return Ok(token.clone());
+        }
         self.ask(audience, None).await
     }
 
