@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use akv_sync_actors::{InstallError, InstallReport, Installer, SecretBundle};
+use akv_sync_actors::{InstallError, InstallReport, Installer, SecretBundle, StoreStamp};
 use akv_sync_config::{ObservedCertificate, Settings};
 use tracing::warn;
 use zeroize::Zeroizing;
@@ -41,6 +41,9 @@ fn folder_id(path: &std::path::Path) -> Option<(u64, u64)> {
         .ok()
         .map(|m| (m.dev(), m.ino()))
 }
+
+/// How long a store folder must have been left alone before its stamp is trusted.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn now_unix() -> i64 {
     SystemTime::now()
@@ -208,6 +211,34 @@ impl Installer for StoreInstaller {
         }
     }
 
+    /// The folder's (device, inode, mtime, ctime): every change to a link or file in it
+    /// (create, rename, unlink) moves its mtime, and replacing the folder changes its
+    /// identity. A folder modified less than [`QUIET`] ago gets no stamp: timestamps have a
+    /// coarse granularity, so a change right after the stamp could leave it equal.
+    fn stamp(&self, cert: &ObservedCertificate) -> Option<StoreStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(&cert.store).ok()?;
+        if !m.is_dir() {
+            return None;
+        }
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        // Entries are created, renamed and removed only with the folder's mtime moving.
+        let changed = ns(m.mtime(), m.mtime_nsec());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos() as i128;
+        if now - changed < QUIET.as_nanos() as i128 {
+            return None;
+        }
+        Some(StoreStamp([
+            m.dev(),
+            m.ino(),
+            ns(m.mtime(), m.mtime_nsec()) as u64,
+            ns(m.ctime(), m.ctime_nsec()) as u64,
+        ]))
+    }
+
     fn installed_version(
         &self,
         cert: &ObservedCertificate,
@@ -217,5 +248,66 @@ impl Installer for StoreInstaller {
             .current(&cert.url.vault, &cert.url.name)
             .map_err(|e| store_error(cert, e))?;
         Ok(current.map(|c| c.version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn installer_and_cert(store: &std::path::Path) -> (StoreInstaller, ObservedCertificate) {
+        let text = serde_json::json!({"secretsManagementSettings": {
+            "observedCertificates": [{
+                "url": "https://v.vault.azure.net/secrets/c",
+                "certificateStoreLocation": store,
+            }],
+        }})
+        .to_string();
+        let settings = akv_sync_config::parse(&text).expect("settings").settings;
+        let cert = ObservedCertificate::clone(&settings.certificates[0]);
+        (StoreInstaller::new(&settings), cert)
+    }
+
+    fn age(folder: &std::path::Path, by: Duration) {
+        let old = SystemTime::now() - by;
+        std::fs::File::open(folder)
+            .and_then(|f| f.set_modified(old))
+            .expect("set the folder's mtime");
+    }
+
+    #[test]
+    fn a_quiet_folder_has_a_stamp_that_any_change_in_it_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+        let (installer, cert) = installer_and_cert(&store);
+
+        assert_eq!(
+            installer.stamp(&cert),
+            None,
+            "just created: too recent to trust"
+        );
+        age(&store, Duration::from_secs(60));
+        let quiet = installer
+            .stamp(&cert)
+            .expect("a folder left alone has a stamp");
+        assert_eq!(installer.stamp(&cert), Some(quiet), "and it holds");
+
+        std::os::unix::fs::symlink("v.c.1", store.join("v.c")).unwrap();
+        assert_eq!(installer.stamp(&cert), None, "changed just now");
+        age(&store, Duration::from_secs(30));
+        let after = installer.stamp(&cert).expect("quiet again");
+        assert_ne!(after, quiet, "a new entry moves the stamp");
+
+        std::fs::remove_dir_all(&store).unwrap();
+        assert_eq!(installer.stamp(&cert), None, "no folder, no stamp");
+        std::fs::create_dir(&store).unwrap();
+        age(&store, Duration::from_secs(30));
+        assert_ne!(
+            installer.stamp(&cert),
+            Some(after),
+            "another folder, another stamp"
+        );
     }
 }

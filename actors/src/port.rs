@@ -187,10 +187,24 @@ pub trait Installer: Send + Sync + 'static {
     fn installed_version(&self, cert: &ObservedCertificate)
     -> Result<Option<String>, InstallError>;
 
+    /// A cheap fingerprint of everything [`installed_version`](Self::installed_version)
+    /// reads for this certificate, taken without touching the store's contents (one `stat`
+    /// of the folder): while it stays equal, the answer stays the same, so a watcher that
+    /// remembers both can skip asking the writer on an unchanged poll. `None` when no such
+    /// promise can be made (the default; or the folder changed too recently to trust its
+    /// timestamps).
+    fn stamp(&self, _cert: &ObservedCertificate) -> Option<StoreStamp> {
+        None
+    }
+
     /// The writer has handled one run of queued requests: whatever the installer reused
     /// across them (a folder listing) must be read afresh for the next run.
     fn batch_done(&self) {}
 }
+
+/// See [`Installer::stamp`]: opaque, compared only for equality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStamp(pub [u64; 4]);
 
 /// Readiness and the overall state, as the VM agent and systemd want them.
 #[derive(Debug, Clone, PartialEq, Eq)]

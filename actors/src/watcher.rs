@@ -5,7 +5,7 @@
 //! reads the version on disk, asks Key Vault for the current version, and writes only when
 //! they differ. Retries and scheduling live around it, in [`Watcher::run`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use akv_sync_config::ObservedCertificate;
@@ -16,6 +16,7 @@ use crate::backoff::{MAX_ATTEMPTS, initial_sync_delay, jittered};
 use crate::gate::GateHandle;
 use crate::port::{
     CheckOutcome, ErrorClass, InstallReport, Installer, Observer, SecretSource, SourceError,
+    StoreStamp,
 };
 use crate::token::TokenHandle;
 use crate::vault::Vaults;
@@ -47,6 +48,26 @@ pub struct Shared<S, I: Installer> {
 /// PEM in memory at once (about 15 KiB each). As many as the writer's queue holds, which is
 /// more than the vault gates let through for up to 16 vaults at the default concurrency.
 pub const PIPELINE_DEPTH: usize = 256;
+
+/// Steady-state polls wake on a grid of this step, shared by every watcher of the process.
+pub const POLL_GRID: Duration = Duration::from_secs(1);
+
+/// `deadline` rounded up to the next point of the [`POLL_GRID`]. Watchers whose polls fall
+/// due within the same second then wake together: one timer wake-up and one burst of
+/// requests on the shared connections instead of one of each per certificate — thousands
+/// of certificates spread over an interval otherwise cost more in thread wake-ups than in
+/// the requests themselves. The grid's origin is the first call in the process, so agents
+/// across a fleet keep their own phases (and their jitter, which is far coarser).
+pub fn on_grid(deadline: tokio::time::Instant) -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    let Some(offset) = deadline.checked_duration_since(origin) else {
+        return deadline;
+    };
+    let step = POLL_GRID.as_nanos();
+    let rounded = offset.as_nanos().div_ceil(step) * step;
+    origin + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
 
 /// The start-up window: none when the initial sync is awaited; else the jitter's share of the
 /// interval, at most 60 s.
@@ -97,12 +118,21 @@ pub struct Watcher<S, I: Installer> {
     pub cert: Arc<ObservedCertificate>,
     pub shared: Arc<Shared<S, I>>,
     id: String,
+    /// The version the writer last read on disk for this certificate, with the store's
+    /// stamp taken just before that read ([`Installer::stamp`]). While the stamp is
+    /// unchanged, an unchanged poll needs neither the writer nor the disk.
+    known: Mutex<Option<(String, StoreStamp)>>,
 }
 
 impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub fn new(cert: Arc<ObservedCertificate>, shared: Arc<Shared<S, I>>) -> Self {
         let id = certificate_id(&cert);
-        Watcher { cert, shared, id }
+        Watcher {
+            cert,
+            shared,
+            id,
+            known: Mutex::new(None),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -179,14 +209,15 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let mut failures: u32 = 0;
         loop {
             // After a failure, retry sooner (growing), never later than the interval.
-            let wait = if failures == 0 {
-                jittered(interval, self.shared.jitter)
+            let wake = if failures == 0 {
+                on_grid(tokio::time::Instant::now() + jittered(interval, self.shared.jitter))
             } else {
-                jittered(initial_sync_delay(failures).min(interval), 0.2)
+                tokio::time::Instant::now()
+                    + jittered(initial_sync_delay(failures).min(interval), 0.2)
             };
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -220,7 +251,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub async fn check(&self, force: bool) -> Result<CheckOutcome, CheckError> {
         let shared = &self.shared;
         let cert = &self.cert;
-        let on_disk = shared.writer.installed_version(cert.clone()).await?;
+        let on_disk = self.on_disk(force).await?;
 
         // A pinned version never changes: once it is on disk, Key Vault is not asked again.
         if let (Some(pinned), Some(disk)) = (&cert.url.version, &on_disk)
@@ -261,6 +292,8 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 message: format!("conversion task failed: {e}"),
                 fatal: false,
             })??;
+        // Whatever the install does, the next check reads the disk again.
+        self.forget();
         let report = shared
             .writer
             .install(cert.clone(), version.clone(), prepared)
@@ -278,6 +311,40 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             }
         }
         Ok(CheckOutcome::Updated { version, report })
+    }
+
+    /// The version on disk: remembered while the store's stamp is unchanged, else read by
+    /// the writer (always when `force`).
+    async fn on_disk(&self, force: bool) -> Result<Option<String>, CheckError> {
+        let stamp = self.shared.installer.stamp(&self.cert);
+        if !force
+            && let Some(stamp) = stamp
+            && let Some((version, known)) = &*self.known_lock()
+            && *known == stamp
+        {
+            return Ok(Some(version.clone()));
+        }
+        let read = self
+            .shared
+            .writer
+            .installed_version(self.cert.clone())
+            .await;
+        // The stamp was taken before the read: if the folder changed in between, the next
+        // stamp differs and the disk is read again.
+        *self.known_lock() = match (&read, stamp) {
+            (Ok(Some(version)), Some(stamp)) => Some((version.clone(), stamp)),
+            _ => None,
+        };
+        Ok(read?)
+    }
+
+    fn forget(&self) {
+        *self.known_lock() = None;
+    }
+
+    fn known_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, StoreStamp)>> {
+        // Only whole values are stored: a poisoned lock still holds a consistent one.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// GET the secret through the vault's gate, refreshing the token once on 401.
@@ -318,5 +385,23 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_due_within_one_step_of_the_grid_wake_together() {
+        let now = tokio::time::Instant::now();
+        let a = on_grid(now + Duration::from_millis(10_100));
+        let b = on_grid(now + Duration::from_millis(10_900));
+        assert_eq!(a, b, "both round up to the same point");
+        assert!(a >= now + Duration::from_millis(10_900));
+        assert!(a <= now + Duration::from_millis(10_100) + POLL_GRID);
+        let c = on_grid(now + Duration::from_millis(11_100));
+        assert_eq!(c - a, POLL_GRID, "the next point is one step later");
+        assert_eq!(on_grid(a), a, "a point of the grid stays where it is");
     }
 }

@@ -102,6 +102,40 @@ async fn an_unchanged_poll_writes_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_unchanged_poll_skips_the_disk_while_the_store_stamp_holds() {
+    let w = World::new();
+    *w.store.stamp.lock().unwrap() = Some(1);
+    w.vault.put("v", "c", "one");
+    let agent = Agent::start(&settings(vec![cert("v", "c")], true), w.ports());
+    wait_state(&agent, State::Success).await;
+    let reads = w.store.reads.load(Ordering::SeqCst);
+    let gets = w.vault.gets.load(Ordering::SeqCst);
+    // Three polls (at most 3,960 s apart, +1 s for the grid): the first after the install
+    // reads the disk once; the others trust it.
+    tokio::time::sleep(Duration::from_secs(3 * 3970)).await;
+    assert!(
+        w.vault.gets.load(Ordering::SeqCst) >= gets + 3,
+        "it kept polling"
+    );
+    assert_eq!(w.store.reads.load(Ordering::SeqCst), reads + 1);
+
+    // Someone removes the files: the folder's stamp moves, the next poll reads the disk,
+    // finds nothing and installs the version again.
+    w.store.files.lock().unwrap().clear();
+    *w.store.stamp.lock().unwrap() = Some(2);
+    tokio::time::sleep(Duration::from_secs(3960 + 400)).await;
+    assert_eq!(w.store.current("v", "c").as_deref(), Some("one"));
+    assert_eq!(w.store.writes.load(Ordering::SeqCst), 2);
+
+    // Without a stamp every poll reads the disk.
+    *w.store.stamp.lock().unwrap() = None;
+    let reads = w.store.reads.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2 * 3960 + 400)).await;
+    assert!(w.store.reads.load(Ordering::SeqCst) >= reads + 2);
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn faults_leave_the_last_good_version_and_recover() {
     for class in [
         ErrorClass::Forbidden,

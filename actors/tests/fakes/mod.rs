@@ -95,6 +95,10 @@ pub struct FakeStore {
     pub writes: AtomicU32,
     pub installs: AtomicU32,
     pub reject_value: Mutex<Option<String>>,
+    /// Reads of the installed version (what an unchanged poll may skip).
+    pub reads: AtomicU32,
+    /// What [`Installer::stamp`] answers: `None` (the default) offers no stamp.
+    pub stamp: Mutex<Option<u64>>,
 }
 
 impl FakeStore {
@@ -145,7 +149,12 @@ impl Installer for FakeStore {
         &self,
         cert: &ObservedCertificate,
     ) -> Result<Option<String>, InstallError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.current(&cert.url.vault, &cert.url.name))
+    }
+
+    fn stamp(&self, _cert: &ObservedCertificate) -> Option<StoreStamp> {
+        self.stamp.lock().unwrap().map(|n| StoreStamp([n, 0, 0, 0]))
     }
 }
 
