@@ -267,36 +267,15 @@ pub fn generate(spec: &CertSpec) -> Result<Generated, GenerateError> {
     })
 }
 
-/// The PFX Key Vault would serve: empty password, key and certificates encrypted with
-/// `pbeWithSHA1And3-KeyTripleDES-CBC` (2000 iterations), SHA-1 MAC (2000 iterations).
+/// The PFX Key Vault would serve, quirks included: the **absent** password (strict readers
+/// such as p12-keystore refuse it with the empty one; OpenSSL and Windows try both), the
+/// key in a `pbeWithSHA1And3-KeyTripleDES-CBC` shrouded bag, the chain (leaf first) in a
+/// 3DES `EncryptedData`, a SHA-1 MAC, 2,000 iterations — as in the recorded real secret.
 pub fn to_pkcs12(generated: &Generated) -> Result<Vec<u8>, GenerateError> {
-    use p12_keystore::{
-        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
-        PrivateKeyChain,
-    };
-    let p12 = |e: p12_keystore::error::Error| GenerateError::Pkcs12(e.to_string());
-    let key = PrivateKey::from_der(&generated.key_pkcs8_der).map_err(p12)?;
-    let certs = generated
-        .certs_der
-        .iter()
-        .map(|der| Certificate::from_der(der))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(p12)?;
-    let mut store = KeyStore::new();
-    // Key Vault's PFX uses localKeyID 01 00 00 00 and a GUID friendly name.
-    let alias = uuid_like();
-    store.add_entry(
-        &alias,
-        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(vec![1u8, 0, 0, 0], key, certs)),
-    );
-    store
-        .writer("")
-        .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
-        .encryption_iterations(2000)
-        .mac_algorithm(MacAlgorithm::HmacSha1)
-        .mac_iterations(2000)
-        .write()
-        .map_err(p12)
+    Ok(crate::material::key_vault_pfx(
+        &generated.certs_der,
+        &generated.key_pkcs8_der,
+    ))
 }
 
 /// The PEM text Key Vault would serve: `PRIVATE KEY` (PKCS#8) first, then each certificate
@@ -400,20 +379,25 @@ mod tests {
     }
 
     #[test]
-    fn pkcs12_opens_with_an_empty_password_and_holds_key_and_chain() {
+    fn pkcs12_has_the_absent_password_and_holds_key_and_chain() {
+        use base64::Engine;
         let g = generate(&spec(KeyKind::Rsa2048, 2)).unwrap();
         let pfx = to_pkcs12(&g).unwrap();
-        let store = p12_keystore::KeyStore::from_pkcs12(
-            &pfx,
-            "",
-            p12_keystore::Pkcs12ImportPolicy::default(),
-        )
-        .unwrap();
-        let (_, chain) = store.private_key_chain().unwrap();
-        assert_eq!(chain.key().as_der(), g.key_pkcs8_der.as_slice());
-        let certs: Vec<_> = chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
-        assert_eq!(certs[0], g.certs_der[0]);
-        assert_eq!(certs.len(), 2);
+        // Like Key Vault's: a strict reader refuses the empty password (MAC mismatch)...
+        assert!(matches!(
+            p12_keystore::KeyStore::from_pkcs12(
+                &pfx,
+                "",
+                p12_keystore::Pkcs12ImportPolicy::default()
+            ),
+            Err(p12_keystore::error::Error::MacError(_))
+        ));
+        // ...and the agent's reader finds exactly the key and the chain.
+        let value = base64::engine::general_purpose::STANDARD.encode(&pfx);
+        let m = crate::material::convert(&value, "application/x-pkcs12", 0).unwrap();
+        assert_eq!(m.private_key.as_slice(), g.key_pkcs8_der.as_slice());
+        assert_eq!(m.leaf, g.certs_der[0]);
+        assert_eq!(m.chain, g.certs_der[1..]);
     }
 
     #[test]

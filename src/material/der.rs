@@ -26,6 +26,7 @@ pub(crate) enum DerFault {
 pub(crate) const SEQUENCE: u8 = 0x30;
 pub(crate) const INTEGER: u8 = 0x02;
 pub(crate) const OCTET_STRING: u8 = 0x04;
+pub(crate) const SET: u8 = 0x31;
 pub(crate) const OID: u8 = 0x06;
 pub(crate) const NULL: u8 = 0x05;
 pub(crate) const BIT_STRING: u8 = 0x03;

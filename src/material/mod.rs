@@ -439,3 +439,9 @@ fn utc(secs: i64) -> String {
         Err(_) => format!("unix time {secs}"),
     }
 }
+
+/// A PFX in the form Key Vault serves (absent password, 3DES, SHA-1 MAC): what the
+/// emulator hands out for `application/x-pkcs12` secrets.
+pub(crate) fn key_vault_pfx(certs_der: &[Vec<u8>], key_pkcs8: &[u8]) -> Vec<u8> {
+    pkcs12::write_key_vault_pfx(certs_der, key_pkcs8)
+}

@@ -450,6 +450,155 @@ fn decrypt_pbes1(alg: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, AbsentFa
     Ok(Zeroizing::new(plain))
 }
 
+/// PBES1 encryption (`pbeWithSHAAnd40BitRC2-CBC` when `rc2`, else
+/// `pbeWithSHAAnd3-KeyTripleDES-CBC`) under `password_bmp` (empty slice: the absent
+/// password). Returns the DER AlgorithmIdentifier and the ciphertext.
+pub(crate) fn pbes1_encrypt(
+    password_bmp: &[u8],
+    salt: &[u8],
+    rc2: bool,
+    plain: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    use cbc::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
+    let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
+    let key = kdf(
+        sha1,
+        password_bmp,
+        salt,
+        1,
+        PBE_ITERATIONS,
+        if rc2 { 5 } else { 24 },
+    );
+    let iv = kdf(sha1, password_bmp, salt, 2, PBE_ITERATIONS, 8);
+    let ct = if rc2 {
+        cbc::Encryptor::<rc2::Rc2>::new_from_slices(&key, &iv)
+            .expect("RC2-40 takes a 5-byte key and an 8-byte IV")
+            .encrypt_padded_vec::<Pkcs7>(plain)
+    } else {
+        cbc::Encryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+            .expect("3DES takes a 24-byte key and an 8-byte IV")
+            .encrypt_padded_vec::<Pkcs7>(plain)
+    };
+    let oid = if rc2 {
+        OID_PBE_SHA1_RC2_40
+    } else {
+        OID_PBE_SHA1_3DES
+    };
+    let params = der::tlv(
+        der::SEQUENCE,
+        &[&der::tlv(der::OCTET_STRING, &[salt]), &ITERATIONS_DER],
+    );
+    let alg = der::tlv(der::SEQUENCE, &[&der::tlv(der::OID, &[oid]), &params]);
+    (alg.to_vec(), ct)
+}
+
+/// Iterations of every derivation in the PFX files this module writes (Key Vault's count).
+const PBE_ITERATIONS: u64 = 2000;
+/// `INTEGER 2000`
+const ITERATIONS_DER: [u8; 4] = [der::INTEGER, 2, 0x07, 0xd0];
+const OID_LOCAL_KEY_ID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x15];
+
+/// A PFX the way Key Vault serves a certificate's secret (as recorded in
+/// `conformance/recorded/pkcs12-secret.recording.json`): the **absent** password (not the
+/// empty one — p12-keystore and other strict readers refuse it), the key first in a
+/// 3DES-shrouded bag inside plain data, then the certificates (leaf first) in a 3DES
+/// `EncryptedData`, key and leaf tied by `localKeyID 01 00 00 00`, SHA-1 MAC with a 20-byte
+/// salt, 2,000 iterations everywhere. For the emulator.
+pub(crate) fn write_key_vault_pfx(certs_der: &[Vec<u8>], key_pkcs8: &[u8]) -> Vec<u8> {
+    let salt = || rand::random::<[u8; 8]>();
+    let local_key_id = der::tlv(
+        der::SET,
+        &[&der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[OID_LOCAL_KEY_ID]),
+                &der::tlv(der::SET, &[&der::tlv(der::OCTET_STRING, &[&[1, 0, 0, 0]])]),
+            ],
+        )],
+    );
+    let bag = |id: &[u8], value: &[u8], attrs: Option<&[u8]>| {
+        let id = der::tlv(der::OID, &[id]);
+        let value = der::tlv(der::CONTEXT_0, &[value]);
+        der::tlv(der::SEQUENCE, &[&id, &value, attrs.unwrap_or_default()])
+    };
+    let content_info = |oid: &[u8], explicit: &[u8]| {
+        der::tlv(
+            der::SEQUENCE,
+            &[
+                &der::tlv(der::OID, &[oid]),
+                &der::tlv(der::CONTEXT_0, &[explicit]),
+            ],
+        )
+    };
+
+    // The key: plain data holding one shrouded key bag.
+    let (alg, ct) = pbes1_encrypt(&[], &salt(), false, key_pkcs8);
+    let epki = der::tlv(der::SEQUENCE, &[&alg, &der::tlv(der::OCTET_STRING, &[&ct])]);
+    let key_safe = der::tlv(
+        der::SEQUENCE,
+        &[&bag(OID_SHROUDED_KEY_BAG, &epki, Some(&local_key_id))],
+    );
+    let key_ci = content_info(OID_DATA, &der::tlv(der::OCTET_STRING, &[&key_safe]));
+
+    // The certificates, encrypted together.
+    let cert_bags: Vec<_> = certs_der
+        .iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            let value = der::tlv(
+                der::SEQUENCE,
+                &[
+                    &der::tlv(der::OID, &[OID_X509_CERT]),
+                    &der::tlv(der::CONTEXT_0, &[&der::tlv(der::OCTET_STRING, &[cert])]),
+                ],
+            );
+            bag(OID_CERT_BAG, &value, (i == 0).then_some(&local_key_id[..]))
+        })
+        .collect();
+    let parts: Vec<&[u8]> = cert_bags.iter().map(|b| &b[..]).collect();
+    let cert_safe = der::tlv(der::SEQUENCE, &parts);
+    let (alg, ct) = pbes1_encrypt(&[], &salt(), false, &cert_safe);
+    let eci = der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(der::OID, &[OID_DATA]),
+            &alg,
+            &der::tlv(0x80, &[&ct]),
+        ],
+    );
+    let encrypted = der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 0], &eci]);
+    let certs_ci = content_info(OID_ENCRYPTED_DATA, &encrypted);
+
+    let auth_safe = der::tlv(der::SEQUENCE, &[&key_ci, &certs_ci]);
+    let mac_salt: [u8; 20] = rand::random();
+    let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
+    let mac_key = kdf(sha1, &[], &mac_salt, 3, PBE_ITERATIONS, 20);
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &mac_key),
+        &auth_safe,
+    );
+    let digest_info = der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(
+                der::SEQUENCE,
+                &[&der::tlv(der::OID, &[OID_SHA1]), &[der::NULL, 0]],
+            ),
+            &der::tlv(der::OCTET_STRING, &[tag.as_ref()]),
+        ],
+    );
+    let mac_data = der::tlv(
+        der::SEQUENCE,
+        &[
+            &digest_info,
+            &der::tlv(der::OCTET_STRING, &[&mac_salt]),
+            &ITERATIONS_DER,
+        ],
+    );
+    let outer = content_info(OID_DATA, &der::tlv(der::OCTET_STRING, &[&auth_safe]));
+    der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 3], &outer, &mac_data]).to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,38 +633,10 @@ mod tests {
         key_pkcs8: &[u8],
         certs_rc2: bool,
     ) -> Vec<u8> {
-        use cbc::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
         let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
         let salt = [9u8; 8];
-        let iterations = 2000u64;
-        let encrypt = |rc2: bool, plain: &[u8]| -> (Vec<u8>, Vec<u8>) {
-            let key_len = if rc2 { 5 } else { 24 };
-            let key = kdf(sha1, password_bmp, &salt, 1, iterations, key_len);
-            let iv = kdf(sha1, password_bmp, &salt, 2, iterations, 8);
-            let ct = if rc2 {
-                cbc::Encryptor::<rc2::Rc2>::new_from_slices(&key, &iv)
-                    .unwrap()
-                    .encrypt_padded_vec::<Pkcs7>(plain)
-            } else {
-                cbc::Encryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
-                    .unwrap()
-                    .encrypt_padded_vec::<Pkcs7>(plain)
-            };
-            let oid = if rc2 {
-                OID_PBE_SHA1_RC2_40
-            } else {
-                OID_PBE_SHA1_3DES
-            };
-            let params = der::tlv(
-                der::SEQUENCE,
-                &[
-                    &der::tlv(der::OCTET_STRING, &[&salt]),
-                    &[der::INTEGER, 2, 0x07, 0xd0],
-                ],
-            );
-            let alg = der::tlv(der::SEQUENCE, &[&der::tlv(der::OID, &[oid]), &params]);
-            (alg.to_vec(), ct)
-        };
+        let iterations = PBE_ITERATIONS;
+        let encrypt = |rc2: bool, plain: &[u8]| pbes1_encrypt(password_bmp, &salt, rc2, plain);
         // Certificates.
         let cert_bag_value = der::tlv(
             der::SEQUENCE,
