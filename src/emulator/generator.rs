@@ -51,7 +51,7 @@ impl std::str::FromStr for KeyKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum Format {
-    /// `application/x-pkcs12`: base64 of a PFX with an empty password.
+    /// `application/x-pkcs12`: base64 of a PFX with the absent password (as Key Vault serves it).
     #[default]
     Pkcs12,
     /// `application/x-pem-file`: the private key first, then the certificates.
