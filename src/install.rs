@@ -207,7 +207,12 @@ impl Installer for StoreInstaller {
 
     fn batch_done(&self) {
         for o in self.stores.lock().expect("stores lock").values() {
-            o.store.end_batch();
+            if let Err(e) = o.store.end_batch() {
+                // The links are in place (every reader sees them) but may not survive a
+                // power loss; the next batch's sync tries again.
+                tracing::error!(store = %o.store.path().display(), error = %e,
+                    "cannot make the store folder's new links durable");
+            }
         }
     }
 

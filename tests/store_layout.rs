@@ -418,7 +418,7 @@ fn a_batch_of_installs_sees_its_own_new_and_pruned_versions() {
         store.versions("exampleVault", "myCertificate").unwrap(),
         ["v3"]
     );
-    store.end_batch();
+    store.end_batch().unwrap();
     // After the batch, a fresh listing agrees.
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),

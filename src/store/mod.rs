@@ -165,6 +165,9 @@ pub struct Store {
     /// Between [`Store::begin_batch`] and [`Store::end_batch`]: the folder's version files
     /// by certificate, from one listing kept up to date with this store's own writes.
     batch: std::sync::Mutex<Batch>,
+    /// A link was renamed into place in this batch and the folder not synced since: the
+    /// batch's end syncs it once (see [`Store::end_batch`]).
+    links_unsynced: std::sync::atomic::AtomicBool,
 }
 
 /// How long one listing of the folder may stand in for a fresh one within a batch.
@@ -291,6 +294,7 @@ impl Store {
             uid,
             folder_acl: std::sync::Mutex::new(()),
             batch: std::sync::Mutex::new(Batch::Off),
+            links_unsynced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -369,9 +373,23 @@ impl Store {
         }
     }
 
-    /// End the batch: the next install lists the folder again.
-    pub fn end_batch(&self) {
+    /// End the batch: the next install lists the folder again, and link changes made in
+    /// the batch are made durable with one `fsync` of the folder.
+    ///
+    /// Within a batch a link's rename is not followed by its own folder `fsync`: the next
+    /// install's `fsync` (after its version file's rename) covers it, and this one covers
+    /// the last. The order that matters after a power loss still holds — a version file's
+    /// rename is durable before any link to it is renamed — and a batch of N new versions
+    /// costs N + 1 folder syncs instead of 2N. The writer answers the batch's installs only
+    /// after this returns.
+    pub fn end_batch(&self) -> Result<(), StoreError> {
         *self.batch_lock() = Batch::Off;
+        if self.links_unsynced.swap(false, Ordering::AcqRel) {
+            self.sync_folder().inspect_err(|_| {
+                self.links_unsynced.store(true, Ordering::Release);
+            })?;
+        }
+        Ok(())
     }
 
     fn batch_lock(&self) -> std::sync::MutexGuard<'_, Batch> {
@@ -824,7 +842,13 @@ impl Store {
             }
         }
         self.note(name, true);
-        self.sync_folder()
+        // This sync also makes every link renamed before it durable.
+        let pending = self.links_unsynced.swap(false, Ordering::AcqRel);
+        self.sync_folder().inspect_err(|_| {
+            if pending {
+                self.links_unsynced.store(true, Ordering::Release);
+            }
+        })
     }
 
     /// The target of link `name`, `None` when there is no such link.
@@ -887,7 +911,12 @@ impl Store {
             self.read_link(name)?;
             rustix::fs::renameat(&self.dir, tmp.as_str(), &self.dir, name)
                 .map_err(|e| self.io_err("rename link", name.as_ref(), e))?;
-            self.sync_folder()
+            if matches!(*self.batch_lock(), Batch::On(_)) {
+                self.links_unsynced.store(true, Ordering::Release);
+                Ok(())
+            } else {
+                self.sync_folder()
+            }
         })();
         if result.is_err() {
             let _ = rustix::fs::unlinkat(&self.dir, tmp.as_str(), AtFlags::empty());
