@@ -3,10 +3,14 @@
 //! Watchers send it prepared certificates; it installs them one at a time on the blocking
 //! pool (file writes, fsync, ACLs), so that two writes never race on one folder. It never
 //! waits on a watcher: replies go through `oneshot` channels that a watcher may have dropped.
+//! Reads of the installed version have their own queue, served before installs and many in
+//! one trip to the blocking pool.
 //!
-//! New versions installed from one run of queued requests are reported together to the
-//! [`Observer`] (`installed_batch`), so that a reload hook runs once for certificates that
-//! changed together.
+//! New versions installed from one run of queued requests (at most [`MAX_BATCH`]) are
+//! reported together to the [`Observer`] (`installed_batch`), so that a reload hook runs
+//! once for certificates that changed together. Installs are answered only once the run is
+//! over and [`Installer::batch_done`] has made it durable (the store syncs its folder once
+//! per run rather than once per link).
 
 use std::sync::Arc;
 
@@ -15,88 +19,149 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::port::{InstallError, InstallReport, Installed, Installer, Observer};
 
-enum Msg<P> {
-    Install {
-        cert: Arc<ObservedCertificate>,
-        version: String,
-        prepared: P,
-        reply: oneshot::Sender<Result<InstallReport, InstallError>>,
-    },
-    InstalledVersion {
-        cert: Arc<ObservedCertificate>,
-        reply: oneshot::Sender<Result<Option<String>, InstallError>>,
-    },
+struct Install<P> {
+    cert: Arc<ObservedCertificate>,
+    version: String,
+    prepared: P,
+    reply: oneshot::Sender<Result<InstallReport, InstallError>>,
 }
+
+struct Read {
+    cert: Arc<ObservedCertificate>,
+    reply: oneshot::Sender<Result<Option<String>, InstallError>>,
+}
+
+/// Installs handled in one run before the run is closed: bounds how long an install waits
+/// for its answer while the queue keeps refilling (an initial sync).
+pub const MAX_BATCH: usize = 64;
+
+type Answer = (
+    oneshot::Sender<Result<InstallReport, InstallError>>,
+    Result<InstallReport, InstallError>,
+);
 
 struct WriterActor<I: Installer> {
     installer: Arc<I>,
     observer: Arc<dyn Observer>,
-    rx: mpsc::Receiver<Msg<I::Prepared>>,
+    installs: mpsc::Receiver<Install<I::Prepared>>,
+    reads: mpsc::Receiver<Read>,
 }
 
 impl<I: Installer> WriterActor<I> {
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
+        loop {
+            // Reads first: a check waits for its read before it may download anything, so
+            // a read queued behind a long run of installs (each a few fsyncs) stalls the
+            // whole pipeline.
+            let first = tokio::select! {
+                biased;
+                Some(read) = self.reads.recv() => {
+                    self.read_all(read).await;
+                    continue;
+                }
+                install = self.installs.recv() => match install {
+                    Some(install) => install,
+                    None => break,
+                },
+            };
             let mut batch = Vec::new();
-            self.handle(first, &mut batch).await;
-            // Take whatever queued up meanwhile before reporting the batch.
-            while let Ok(next) = self.rx.try_recv() {
-                self.handle(next, &mut batch).await;
+            let mut answers = Vec::new();
+            self.install(first, &mut batch, &mut answers).await;
+            // Take whatever queued up meanwhile before reporting the batch, answering reads
+            // between installs.
+            while answers.len() < MAX_BATCH {
+                if let Ok(read) = self.reads.try_recv() {
+                    self.read_all(read).await;
+                }
+                let Ok(next) = self.installs.try_recv() else {
+                    break;
+                };
+                self.install(next, &mut batch, &mut answers).await;
             }
-            self.installer.batch_done();
+            let installer = self.installer.clone();
+            let _ = tokio::task::spawn_blocking(move || installer.batch_done()).await;
+            for (reply, result) in answers {
+                let _ = reply.send(result);
+            }
             if !batch.is_empty() {
                 self.observer.installed_batch(&batch);
             }
         }
+        // Every install handle is gone; answer reads still queued.
+        while let Ok(read) = self.reads.try_recv() {
+            self.read_all(read).await;
+        }
     }
 
-    async fn handle(&self, msg: Msg<I::Prepared>, batch: &mut Vec<Installed>) {
+    /// `first` and every read queued behind it, in one trip to the blocking pool.
+    async fn read_all(&mut self, first: Read) {
+        let mut reads = vec![first];
+        while reads.len() < MAX_READS
+            && let Ok(next) = self.reads.try_recv()
+        {
+            reads.push(next);
+        }
         let installer = self.installer.clone();
-        match msg {
-            Msg::Install {
-                cert,
-                version,
-                prepared,
-                reply,
-            } => {
-                let (c, v) = (cert.clone(), version.clone());
-                let result =
-                    tokio::task::spawn_blocking(move || installer.install(&c, &v, prepared))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(InstallError::retryable(format!("writer task failed: {e}")))
-                        });
-                if let Ok(InstallReport::Installed { previous_version }) = &result {
-                    batch.push(Installed {
-                        cert,
-                        version,
-                        previous_version: previous_version.clone(),
-                    });
-                }
-                let _ = reply.send(result);
-            }
-            Msg::InstalledVersion { cert, reply } => {
-                let result =
-                    tokio::task::spawn_blocking(move || installer.installed_version(&cert))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(InstallError::retryable(format!("writer task failed: {e}")))
-                        });
+        let work = tokio::task::spawn_blocking(move || {
+            reads
+                .into_iter()
+                .map(|r| {
+                    let result = installer.installed_version(&r.cert);
+                    (r.reply, result)
+                })
+                .collect::<Vec<_>>()
+        });
+        // A panicked read drops its senders: those watchers see "the writer has stopped"
+        // for this check and retry.
+        if let Ok(done) = work.await {
+            for (reply, result) in done {
                 let _ = reply.send(result);
             }
         }
     }
+
+    async fn install(
+        &self,
+        msg: Install<I::Prepared>,
+        batch: &mut Vec<Installed>,
+        answers: &mut Vec<Answer>,
+    ) {
+        let installer = self.installer.clone();
+        let Install {
+            cert,
+            version,
+            prepared,
+            reply,
+        } = msg;
+        let (c, v) = (cert.clone(), version.clone());
+        let result = tokio::task::spawn_blocking(move || installer.install(&c, &v, prepared))
+            .await
+            .unwrap_or_else(|e| Err(InstallError::retryable(format!("writer task failed: {e}"))));
+        if let Ok(InstallReport::Installed { previous_version }) = &result {
+            batch.push(Installed {
+                cert,
+                version,
+                previous_version: previous_version.clone(),
+            });
+        }
+        answers.push((reply, result));
+    }
 }
+
+/// Reads answered in one trip to the blocking pool.
+const MAX_READS: usize = 256;
 
 /// Handle to the writer actor; the actor ends when every handle is dropped.
 pub struct WriterHandle<I: Installer> {
-    tx: mpsc::Sender<Msg<I::Prepared>>,
+    installs: mpsc::Sender<Install<I::Prepared>>,
+    reads: mpsc::Sender<Read>,
 }
 
 impl<I: Installer> Clone for WriterHandle<I> {
     fn clone(&self) -> Self {
         WriterHandle {
-            tx: self.tx.clone(),
+            installs: self.installs.clone(),
+            reads: self.reads.clone(),
         }
     }
 }
@@ -116,16 +181,18 @@ impl<I: Installer> WriterHandle<I> {
         installer: Arc<I>,
         observer: Arc<dyn Observer>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(256);
+        let (installs, installs_rx) = mpsc::channel(256);
+        let (reads, reads_rx) = mpsc::channel(MAX_READS);
         let task = tokio::spawn(
             WriterActor {
                 installer,
                 observer,
-                rx,
+                installs: installs_rx,
+                reads: reads_rx,
             }
             .run(),
         );
-        (WriterHandle { tx }, task)
+        (WriterHandle { installs, reads }, task)
     }
 
     /// Install `prepared` as `version` of `cert`.
@@ -136,8 +203,8 @@ impl<I: Installer> WriterHandle<I> {
         prepared: I::Prepared,
     ) -> Result<InstallReport, InstallError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Msg::Install {
+        self.installs
+            .send(Install {
                 cert,
                 version,
                 prepared,
@@ -154,8 +221,8 @@ impl<I: Installer> WriterHandle<I> {
         cert: Arc<ObservedCertificate>,
     ) -> Result<Option<String>, InstallError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Msg::InstalledVersion { cert, reply })
+        self.reads
+            .send(Read { cert, reply })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
