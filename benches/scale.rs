@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use akv_sync::emulator::generator::{self, CertSpec, Format, KeyKind};
-use akv_sync::emulator::{Counters, EmulatorOptions, Server};
+use akv_sync::emulator::{Counters, EmulatorOptions, Fault, FaultAction, FaultTarget, Server};
 use akv_sync_actors::{Agent, CheckOutcome, Installed, Observer, State, Status, StatusSink};
 use akv_sync_config::ObservedCertificate;
 use serde_json::{Value, json};
@@ -206,6 +206,16 @@ fn role_emulator() {
         .await
         .expect("emulator");
         let control = emulator.control();
+        // A vault that is not on this host: every secret GET answers after this delay
+        // (network round trip plus service time), for the baseline and the agent alike.
+        let latency = env_usize("AKV_SCALE_LATENCY_MS", 0) as u64;
+        if latency > 0 {
+            control.inject_fault(Fault::new(
+                FaultTarget::Vault,
+                "/secrets/*",
+                FaultAction::Delay { millis: latency },
+            ));
+        }
         for i in 0..n {
             control
                 .set_raw_secret(
