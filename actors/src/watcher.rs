@@ -251,7 +251,13 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub async fn check(&self, force: bool) -> Result<CheckOutcome, CheckError> {
         let shared = &self.shared;
         let cert = &self.cert;
-        let on_disk = self.on_disk(force).await?;
+        // A forced check installs whatever it downloads (the store writes nothing when the
+        // bytes are already there), so it need not read the disk first.
+        let on_disk = if force {
+            None
+        } else {
+            self.on_disk().await?
+        };
 
         // A pinned version never changes: once it is on disk, Key Vault is not asked again.
         if let (Some(pinned), Some(disk)) = (&cert.url.version, &on_disk)
@@ -314,11 +320,10 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     }
 
     /// The version on disk: remembered while the store's stamp is unchanged, else read by
-    /// the writer (always when `force`).
-    async fn on_disk(&self, force: bool) -> Result<Option<String>, CheckError> {
+    /// the writer.
+    async fn on_disk(&self) -> Result<Option<String>, CheckError> {
         let stamp = self.shared.installer.stamp(&self.cert);
-        if !force
-            && let Some(stamp) = stamp
+        if let Some(stamp) = stamp
             && let Some((version, known)) = &*self.known_lock()
             && *known == stamp
         {
