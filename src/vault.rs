@@ -134,7 +134,10 @@ async fn read_body(
     mut resp: reqwest::Response,
     url: &CertificateUrl,
 ) -> Result<Zeroizing<Vec<u8>>, SourceError> {
-    let mut body = Zeroizing::new(Vec::new());
+    // Sized from Content-Length when given: growing a zeroizing buffer chunk by chunk
+    // copies (and leaves behind unzeroed copies of) what it held so far.
+    let expected = resp.content_length().unwrap_or(8 * 1024).min(MAX_BODY as u64) as usize;
+    let mut body = Zeroizing::new(Vec::with_capacity(expected));
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
