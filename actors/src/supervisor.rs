@@ -2,7 +2,7 @@
 //! reloads (SIGHUP) by starting and stopping only the watchers whose certificate was added,
 //! removed or changed, and shuts everything down gracefully.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use akv_sync_config::{ObservedCertificate, Settings};
@@ -45,17 +45,54 @@ struct Running {
 }
 
 /// What identifies a watcher across reloads: everything about the certificate except where
-/// it stands in the settings (moving an entry in the list must not restart it).
-fn watcher_key(cert: &ObservedCertificate) -> ObservedCertificate {
-    ObservedCertificate {
-        json_path: String::new(),
-        ..cert.clone()
+/// it stands in the settings (moving an entry in the list must not restart it). The map key
+/// is the watcher's own copy of its settings entry, shared, not a second one.
+#[derive(Clone)]
+struct WatcherKey(Arc<ObservedCertificate>);
+
+impl WatcherKey {
+    /// Every field but `json_path`; naming them all makes a new field a compile error here.
+    #[allow(clippy::type_complexity)]
+    fn identity(
+        &self,
+    ) -> (
+        &akv_sync_config::CertificateUrl,
+        &std::path::Path,
+        &Option<String>,
+        &[akv_sync_config::AclGrant],
+        &akv_sync_config::ExtraOutputs,
+        &Option<akv_sync_config::HookSpec>,
+    ) {
+        let ObservedCertificate {
+            json_path: _,
+            url,
+            store,
+            link_name,
+            acls,
+            outputs,
+            hook,
+        } = &*self.0;
+        (url, store, link_name, acls, outputs, hook)
+    }
+}
+
+impl PartialEq for WatcherKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for WatcherKey {}
+
+impl std::hash::Hash for WatcherKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
     }
 }
 
 struct SupervisorActor<S, I: Installer> {
     shared: Arc<Shared<S, I>>,
-    watchers: HashMap<ObservedCertificate, Running>,
+    watchers: HashMap<WatcherKey, Running>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     rx: mpsc::Receiver<Msg>,
@@ -63,35 +100,43 @@ struct SupervisorActor<S, I: Installer> {
 
 impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
     fn apply(&mut self, certificates: &[ObservedCertificate]) -> ReloadSummary {
-        let wanted: HashMap<ObservedCertificate, &ObservedCertificate> =
-            certificates.iter().map(|c| (watcher_key(c), c)).collect();
+        // One copy of each entry, shared by the map and the watcher it starts; the copies of
+        // entries whose watcher keeps running are dropped at the end.
+        let wanted: Vec<WatcherKey> = certificates
+            .iter()
+            .map(|c| WatcherKey(Arc::new(c.clone())))
+            .collect();
         let mut summary = ReloadSummary::default();
         // Stop what is no longer wanted (or changed: a changed entry is a new key).
-        let stale: Vec<ObservedCertificate> = self
-            .watchers
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .cloned()
-            .collect();
-        for cert in stale {
-            if let Some(running) = self.watchers.remove(&cert) {
-                running.cancel.cancel();
-                let id = certificate_id(&cert);
-                // The same id may come straight back (a changed entry): the new watcher
-                // re-tracks it.
-                self.shared.gate.forget(&id);
-                summary.stopped.push(id);
+        if !self.watchers.is_empty() {
+            let wanted_set: HashSet<&WatcherKey> = wanted.iter().collect();
+            let stale: Vec<WatcherKey> = self
+                .watchers
+                .keys()
+                .filter(|k| !wanted_set.contains(k))
+                .cloned()
+                .collect();
+            for key in stale {
+                if let Some(running) = self.watchers.remove(&key) {
+                    running.cancel.cancel();
+                    let id = certificate_id(&key.0);
+                    // The same id may come straight back (a changed entry): the new watcher
+                    // re-tracks it.
+                    self.shared.gate.forget(&id);
+                    summary.stopped.push(id);
+                }
             }
         }
         // In settings order, so that logs and summaries follow the file.
-        for cert in certificates {
-            let key = watcher_key(cert);
+        self.watchers
+            .reserve(wanted.len().saturating_sub(self.watchers.len()));
+        for key in wanted {
             if self.watchers.contains_key(&key) {
                 summary.kept += 1;
                 continue;
             }
             let cancel = self.shutdown.child_token();
-            let watcher = Watcher::new(Arc::new(cert.clone()), self.shared.clone());
+            let watcher = Watcher::new(key.0.clone(), self.shared.clone());
             summary.started.push(watcher.id().to_owned());
             self.shared.gate.track(watcher.id());
             self.tracker.spawn(watcher.run(cancel.clone()));
@@ -150,6 +195,7 @@ fn shared<T: TokenSource, S: SecretSource, I: Installer>(
         jitter: settings.agent.jitter,
         startup_spread,
         pipeline: tokio::sync::Semaphore::new(crate::watcher::PIPELINE_DEPTH),
+        checks: tokio::sync::Semaphore::new(crate::watcher::CHECKS_IN_FLIGHT),
     });
     (shared, writer_done)
 }

@@ -40,6 +40,8 @@ pub struct Shared<S, I: Installer> {
     pub startup_spread: Duration,
     /// Checks between "ask Key Vault" and "the writer is done" ([`PIPELINE_DEPTH`]).
     pub pipeline: tokio::sync::Semaphore,
+    /// Checks running at all ([`CHECKS_IN_FLIGHT`]).
+    pub checks: tokio::sync::Semaphore,
 }
 
 /// How many checks may be past reading the installed version at once: downloading,
@@ -48,6 +50,12 @@ pub struct Shared<S, I: Installer> {
 /// PEM in memory at once (about 15 KiB each). As many as the writer's queue holds, which is
 /// more than the vault gates let through for up to 16 vaults at the default concurrency.
 pub const PIPELINE_DEPTH: usize = 256;
+
+/// How many checks may run at once, reading the installed version included: enough to keep
+/// the [`PIPELINE_DEPTH`] places busy while as many more read the disk through the writer.
+/// Without a bound, each of thousands of watchers held a check's state (about 800 bytes)
+/// from start-up until its turn at the writer came.
+pub const CHECKS_IN_FLIGHT: usize = 2 * PIPELINE_DEPTH;
 
 /// Steady-state polls wake on a grid of this step, shared by every watcher of the process.
 pub const POLL_GRID: Duration = Duration::from_secs(1);
@@ -151,7 +159,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             attempt += 1;
             let result = tokio::select! {
                 _ = cancel.cancelled() => return None,
-                r = self.check(true) => r,
+                r = self.admitted_check(true) => r,
             };
             match result {
                 Ok(outcome) => {
@@ -191,6 +199,22 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         }
     }
 
+    /// [`Watcher::check`], once one of the [`CHECKS_IN_FLIGHT`] places is free.
+    ///
+    /// A check's future (writer round trip, request, conversion) is several times larger
+    /// than a waiting watcher, and a spawned task is as large as its future's largest state:
+    /// boxed, the check's state is allocated only while it runs, and the places bound how
+    /// many run at once (at start-up every watcher wants its first check at the same time).
+    async fn admitted_check(&self, force: bool) -> Result<CheckOutcome, CheckError> {
+        let _place = self
+            .shared
+            .checks
+            .acquire()
+            .await
+            .expect("the checks semaphore is never closed");
+        Box::pin(self.check(force)).await
+    }
+
     /// The daemon loop: first sync, then a check every polling interval until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
         self.shared.gate.track(&self.id);
@@ -221,7 +245,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             }
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.check(false) => r,
+                r = self.admitted_check(false) => r,
             };
             let outcome = match result {
                 Ok(outcome) => {
