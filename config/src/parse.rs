@@ -6,6 +6,7 @@
 //! keys. Each section has one function that reads its object, checks each key, and returns
 //! `None` when it reported an error; [`parse`] succeeds only when no error was reported.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -150,7 +151,7 @@ fn idx(path: &str, i: usize) -> String {
 /// Parse settings text in any of the three wrappers and either schema.
 pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
     let mut cx = Cx::default();
-    let relaxed = relax(text);
+    let mut relaxed = relax(text);
     let settings = match serde_json::from_str::<Value>(&relaxed.text) {
         Ok(doc) => {
             for path in crate::dupes::duplicate_keys(&relaxed.text) {
@@ -159,6 +160,9 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
                     "this key appears more than once in its object; only the last one is used (as by most JSON parsers): merge them",
                 );
             }
+            // The tree holds everything from here on: drop a blanked-out copy of the text
+            // before the model is built beside the tree (peak memory).
+            relaxed.text = Default::default();
             document(&doc, &relaxed, &mut cx)
         }
         Err(e) => {
@@ -548,7 +552,9 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
         (Schema::V3, None) => PathBuf::from(DEFAULT_STORE_V3),
     };
 
-    let mut certificates = Vec::new();
+    // Exactly as many as listed (at most): a doubling Vec holds up to twice that while it
+    // grows, and ObservedCertificate is ~370 bytes.
+    let mut certificates = Vec::with_capacity(list.map_or(0, Vec::len));
     if let Some(list) = list {
         if list.is_empty() {
             cx.warn(
@@ -943,29 +949,48 @@ fn principal(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<Principal
 // ---------------------------------------------------------------------------------------------
 // Conflicts between certificates
 
+/// What a certificate's claim on a file name is (its JSON path and description are made
+/// only for a message: settings for 100,000 certificates would otherwise hold a few strings
+/// per certificate at the peak of parsing).
+#[derive(Clone, Copy)]
+enum Claim {
+    Link,
+    File,
+    CustomLink,
+    Output(&'static str),
+}
+
+impl Claim {
+    fn path(self, cert: &ObservedCertificate) -> String {
+        match self {
+            Claim::Link | Claim::File => at(&cert.json_path, "url"),
+            Claim::CustomLink => at(&cert.json_path, "customSymbolicLinkName"),
+            Claim::Output(key) => at(&at(&at(&cert.json_path, "akvSync"), "outputs"), key),
+        }
+    }
+
+    fn what(self) -> String {
+        match self {
+            Claim::Link => "the certificate's link".to_owned(),
+            Claim::File => "the certificate's file".to_owned(),
+            Claim::CustomLink => "a custom link".to_owned(),
+            Claim::Output(key) => format!("the `{key}` output"),
+        }
+    }
+}
+
 /// Two certificates that would write the same file or link in the same store folder.
 fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
-    // (store, file name) → (JSON path of the claim, what it is)
-    let mut claimed: HashMap<(PathBuf, String), (String, String)> = HashMap::new();
-    for cert in certificates {
-        let mut claims: Vec<(String, String, String)> = vec![(
-            cert.url.stem(),
-            at(&cert.json_path, "url"),
-            "the certificate's link".to_owned(),
-        )];
+    // (store, file name) → (index of the certificate that claimed it, which claim)
+    let mut claimed: HashMap<(&Path, Cow<'_, str>), (usize, Claim)> =
+        HashMap::with_capacity(certificates.len());
+    for (index, cert) in certificates.iter().enumerate() {
+        let mut claims: Vec<(Cow<'_, str>, Claim)> = vec![(cert.url.stem().into(), Claim::Link)];
         if let Some(v) = &cert.url.version {
-            claims.push((
-                format!("{}.{v}", cert.url.stem()),
-                at(&cert.json_path, "url"),
-                "the certificate's file".to_owned(),
-            ));
+            claims.push((format!("{}.{v}", cert.url.stem()).into(), Claim::File));
         }
         if let Some(link) = &cert.link_name {
-            claims.push((
-                link.clone(),
-                at(&cert.json_path, "customSymbolicLinkName"),
-                "a custom link".to_owned(),
-            ));
+            claims.push((link.as_str().into(), Claim::CustomLink));
         }
         let outputs = [
             ("cert", &cert.outputs.cert),
@@ -975,26 +1000,26 @@ fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
         ];
         for (key, name) in outputs {
             if let Some(name) = name {
-                claims.push((
-                    name.clone(),
-                    at(&at(&at(&cert.json_path, "akvSync"), "outputs"), key),
-                    format!("the `{key}` output"),
-                ));
+                claims.push((name.as_str().into(), Claim::Output(key)));
             }
         }
-        for (name, path, what) in claims {
-            let key = (cert.store.clone(), name.clone());
-            if let Some((other_path, other_what)) = claimed.get(&key) {
+        for (name, claim) in claims {
+            let key = (cert.store.as_path(), name);
+            if let Some(&(other, other_claim)) = claimed.get(&key) {
+                let name = &key.1;
                 cx.err(
                     ErrorKind::Conflict,
-                    &path,
+                    &claim.path(cert),
                     format!(
-                        "`{name}` in {} is {what} here and also {other_what} of `{other_path}`; expected each file and link of a store folder to belong to one certificate: give one of them another name or another `certificateStoreLocation`",
-                        cert.store.display()
+                        "`{name}` in {} is {} here and also {} of `{}`; expected each file and link of a store folder to belong to one certificate: give one of them another name or another `certificateStoreLocation`",
+                        cert.store.display(),
+                        claim.what(),
+                        other_claim.what(),
+                        other_claim.path(&certificates[other]),
                     ),
                 );
             } else {
-                claimed.insert(key, (path, what));
+                claimed.insert(key, (index, claim));
             }
         }
     }

@@ -4,6 +4,8 @@
 //! is reported so that the caller can warn (a strict JSON parser, possibly the original
 //! extension's, rejects them).
 
+use std::borrow::Cow;
+
 /// Where something was tolerated: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pos {
@@ -18,8 +20,9 @@ impl std::fmt::Display for Pos {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Relaxed {
-    pub text: String,
+pub(crate) struct Relaxed<'a> {
+    /// The text itself when there was nothing to blank out (the usual case: no copy).
+    pub text: Cow<'a, str>,
     pub comments: Vec<Pos>,
     pub trailing_commas: Vec<Pos>,
     pub bom: bool,
@@ -40,7 +43,7 @@ fn pos_of(text: &[u8], offset: usize) -> Pos {
 }
 
 /// Blank out comments and trailing commas (outside strings).
-pub(crate) fn relax(text: &str) -> Relaxed {
+pub(crate) fn relax(text: &str) -> Relaxed<'_> {
     let mut out = Relaxed::default();
     let text = match text.strip_prefix('\u{feff}') {
         Some(rest) => {
@@ -50,7 +53,8 @@ pub(crate) fn relax(text: &str) -> Relaxed {
         None => text,
     };
     let src = text.as_bytes();
-    let mut bytes = src.to_vec();
+    // Copied on the first byte blanked out: settings for 100,000 certificates are ~15 MB.
+    let mut bytes: Cow<'_, [u8]> = Cow::Borrowed(src);
 
     // Pass 1: comments.
     let mut i = 0;
@@ -71,7 +75,7 @@ pub(crate) fn relax(text: &str) -> Relaxed {
             (b'/', Some(b'/')) => {
                 out.comments.push(pos_of(src, i));
                 while i < bytes.len() && bytes[i] != b'\n' {
-                    bytes[i] = b' ';
+                    bytes.to_mut()[i] = b' ';
                     i += 1;
                 }
                 continue;
@@ -89,7 +93,7 @@ pub(crate) fn relax(text: &str) -> Relaxed {
                     i += 2;
                     continue;
                 }
-                for b in &mut bytes[start..end] {
+                for b in &mut bytes.to_mut()[start..end] {
                     if *b != b'\n' {
                         *b = b' ';
                     }
@@ -119,7 +123,7 @@ pub(crate) fn relax(text: &str) -> Relaxed {
             let next = bytes[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
             if matches!(next, Some(b'}') | Some(b']')) {
                 out.trailing_commas.push(pos_of(src, i));
-                bytes[i] = b' ';
+                bytes.to_mut()[i] = b' ';
             }
         }
         i += 1;
@@ -127,7 +131,13 @@ pub(crate) fn relax(text: &str) -> Relaxed {
 
     // Only ASCII bytes were replaced by ASCII spaces (comment bodies byte by byte), so the
     // result is valid UTF-8; the lossy conversion never has anything to replace.
-    out.text = String::from_utf8_lossy(&bytes).into_owned();
+    out.text = match bytes {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(bytes) => Cow::Owned(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+    };
     out
 }
 
