@@ -168,11 +168,8 @@ fn emulator_info() -> Value {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    // As `akv-sync run` builds it.
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+    // The one `akv-sync run` builds (with its malloc arena limit).
+    akv_sync::cmd::common::runtime().expect("runtime")
 }
 
 // ----- the emulator child -----

@@ -38,9 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = super::common::runtime()?;
     let results = runtime.block_on(async {
         let ports = ports(&settings, Arc::new(LogStatus), Arc::new(NoObserver), None)?;
         let b = bar.clone();

@@ -52,9 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sinks.push(Arc::new(VmAgentStatus::new(dir, seq, "Enable")));
     }
     let sink: Arc<dyn StatusSink> = Arc::new(Fanout(sinks));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = super::common::runtime()?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new(parsed.settings.agent.expiry_warning_days));
         if let Some(q) = logs.fluentd {
