@@ -31,8 +31,8 @@ pub struct GateView {
     pub status: Status,
     /// Every certificate settled (installed or failed) at least once.
     pub settled: bool,
-    /// Shared with the gate until its next change, so that publishing a view does not copy
-    /// thousands of entries for every reader.
+    /// Changed in place by the gate; a clone of the view keeps its snapshot (the gate then
+    /// copies the map on its next change, once).
     pub certificates: Arc<BTreeMap<String, FirstSync>>,
 }
 
@@ -67,12 +67,20 @@ impl Tally {
 }
 
 struct GateActor {
-    require_initial_sync: bool,
-    polling_started: bool,
     sink: Arc<dyn StatusSink>,
     rx: mpsc::UnboundedReceiver<Msg>,
+    /// The published view, which also holds the per-certificate map: the actor changes it in
+    /// place, so a burst of events costs O(events), not a copy of the whole map. A view
+    /// handed out ([`GateHandle::view`]) keeps its snapshot: the map is copied on write only
+    /// while such a clone is alive.
     view: watch::Sender<GateView>,
-    certificates: Arc<BTreeMap<String, FirstSync>>,
+    facts: Facts,
+}
+
+/// What the gate knows besides the map.
+struct Facts {
+    require_initial_sync: bool,
+    polling_started: bool,
     tally: Tally,
     reached_success: bool,
 }
@@ -80,49 +88,72 @@ struct GateActor {
 impl GateActor {
     async fn run(mut self) {
         while let Some(msg) = self.rx.recv().await {
-            let mut changed = self.apply(msg);
-            // Apply whatever queued up meanwhile, then publish once: with thousands of
-            // certificates, events arrive in bursts.
-            while let Ok(next) = self.rx.try_recv() {
-                changed |= self.apply(next);
-            }
-            // Every successful poll reports `installed` again; nothing to publish then.
-            if changed {
-                self.publish();
+            let (facts, rx) = (&mut self.facts, &mut self.rx);
+            let mut previous = None;
+            // One change of the view per burst, under the channel's lock, so that readers
+            // see a status and a map that belong together.
+            self.view.send_if_modified(|view| {
+                let certificates = &mut view.certificates;
+                let mut changed = facts.apply(certificates, msg);
+                // Apply whatever queued up meanwhile, then publish once: with thousands of
+                // certificates, events arrive in bursts.
+                while let Ok(next) = rx.try_recv() {
+                    changed |= facts.apply(certificates, next);
+                }
+                // Every successful poll reports `installed` again; nothing to publish then.
+                if !changed {
+                    return false;
+                }
+                let (status, settled) = facts.status(certificates);
+                previous = Some(std::mem::replace(&mut view.status, status));
+                view.settled = settled;
+                true
+            });
+            // The view first: whoever sees the sink's report (a log line, systemd) and then
+            // asks the gate (`/readyz`) must find the same status.
+            if let Some(previous) = previous {
+                let status = self.view.borrow().status.clone();
+                if previous != status {
+                    self.sink.report(&status);
+                }
             }
         }
     }
+}
 
+type Certificates = Arc<BTreeMap<String, FirstSync>>;
+
+impl Facts {
     /// Set `id`'s state; returns whether it changed.
-    fn set(&mut self, id: String, state: FirstSync) -> bool {
-        if self.certificates.get(&id) == Some(&state) {
+    fn set(&mut self, certificates: &mut Certificates, id: String, state: FirstSync) -> bool {
+        if certificates.get(&id) == Some(&state) {
             return false;
         }
         self.tally.add(&state, 1);
-        if let Some(old) = Arc::make_mut(&mut self.certificates).insert(id, state) {
+        if let Some(old) = Arc::make_mut(certificates).insert(id, state) {
             self.tally.add(&old, -1);
         }
         true
     }
 
     /// Apply one fact; returns whether the view changed.
-    fn apply(&mut self, msg: Msg) -> bool {
+    fn apply(&mut self, certificates: &mut Certificates, msg: Msg) -> bool {
         match msg {
             Msg::Track(id) => {
-                if self.certificates.contains_key(&id) {
+                if certificates.contains_key(&id) {
                     return false;
                 }
-                self.set(id, FirstSync::Pending)
+                self.set(certificates, id, FirstSync::Pending)
             }
-            Msg::Installed(id) => self.set(id, FirstSync::Installed),
+            Msg::Installed(id) => self.set(certificates, id, FirstSync::Installed),
             Msg::Failed(id, why) => {
                 // A certificate that was installed once stays installed for the gate.
-                if self.certificates.get(&id) == Some(&FirstSync::Installed) {
+                if certificates.get(&id) == Some(&FirstSync::Installed) {
                     return false;
                 }
-                self.set(id, FirstSync::Failed(why))
+                self.set(certificates, id, FirstSync::Failed(why))
             }
-            Msg::Forget(id) => match Arc::make_mut(&mut self.certificates).remove(&id) {
+            Msg::Forget(id) => match Arc::make_mut(certificates).remove(&id) {
                 Some(old) => {
                     self.tally.add(&old, -1);
                     true
@@ -133,8 +164,9 @@ impl GateActor {
         }
     }
 
-    fn publish(&mut self) {
-        let total = self.certificates.len();
+    /// The status for `certificates`, and whether every certificate is settled.
+    fn status(&mut self, certificates: &BTreeMap<String, FirstSync>) -> (Status, bool) {
+        let total = certificates.len();
         let installed = self.tally.installed;
         let failed_count = self.tally.failed;
         let settled = self.tally.pending == 0;
@@ -166,8 +198,7 @@ impl GateActor {
                 message: format!("{installed} of {total} certificate(s) installed"),
             }
         } else if settled && failed_count > 0 {
-            let list: Vec<String> = self
-                .certificates
+            let list: Vec<String> = certificates
                 .iter()
                 .filter_map(|(id, s)| match s {
                     FirstSync::Failed(why) => Some(format!("{id}: {why}")),
@@ -189,17 +220,7 @@ impl GateActor {
                 ),
             }
         };
-
-        // The view first: whoever sees the sink's report (a log line, systemd) and then asks
-        // the gate (`/readyz`) must find the same status.
-        let previous = self.view.send_replace(GateView {
-            status: status.clone(),
-            settled,
-            certificates: self.certificates.clone(),
-        });
-        if previous.status != status {
-            self.sink.report(&status);
-        }
+        (status, settled)
     }
 }
 
@@ -225,14 +246,15 @@ impl GateHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(
             GateActor {
-                require_initial_sync,
-                polling_started: false,
                 sink,
                 rx,
                 view: view_tx,
-                certificates: Arc::default(),
-                tally: Tally::default(),
-                reached_success: false,
+                facts: Facts {
+                    require_initial_sync,
+                    polling_started: false,
+                    tally: Tally::default(),
+                    reached_success: false,
+                },
             }
             .run(),
         );
