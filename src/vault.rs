@@ -136,7 +136,10 @@ async fn read_body(
 ) -> Result<Zeroizing<Vec<u8>>, SourceError> {
     // Sized from Content-Length when given: growing a zeroizing buffer chunk by chunk
     // copies (and leaves behind unzeroed copies of) what it held so far.
-    let expected = resp.content_length().unwrap_or(8 * 1024).min(MAX_BODY as u64) as usize;
+    let expected = resp
+        .content_length()
+        .unwrap_or(8 * 1024)
+        .min(MAX_BODY as u64) as usize;
     let mut body = Zeroizing::new(Vec::with_capacity(expected));
     loop {
         match resp.chunk().await {

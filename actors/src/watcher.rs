@@ -277,11 +277,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let cert = &self.cert;
         // A forced check installs whatever it downloads (the store writes nothing when the
         // bytes are already there), so it need not read the disk first.
-        let on_disk = if force {
-            None
-        } else {
-            self.on_disk().await?
-        };
+        let on_disk = if force { None } else { self.on_disk().await? };
 
         // A pinned version never changes: once it is on disk, Key Vault is not asked again.
         if let (Some(pinned), Some(disk)) = (&cert.url.version, &on_disk)
