@@ -21,14 +21,10 @@ pub struct KeyVaultClient {
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
+/// The secret's value, read only when the caller needs it (see [`Head`]).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Bundle {
+struct Value {
     value: Option<String>,
-    content_type: Option<String>,
-    id: Option<String>,
-    #[serde(default)]
-    attributes: Attributes,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +84,12 @@ impl KeyVaultClient {
 }
 
 impl SecretSource for KeyVaultClient {
-    async fn get(&self, url: &CertificateUrl, token: &Token) -> Result<SecretBundle, SourceError> {
+    async fn get(
+        &self,
+        url: &CertificateUrl,
+        token: &Token,
+        installed: Option<&str>,
+    ) -> Result<SecretBundle, SourceError> {
         let resp = self
             .http
             .get(url.secret_url())
@@ -118,7 +119,7 @@ impl SecretSource for KeyVaultClient {
             .map(str::to_owned);
         let body = read_body(resp, url).await?;
         if status.is_success() {
-            return bundle(&body, url);
+            return bundle(&body, url, installed);
         }
         Err(vault_error(
             status.as_u16(),
@@ -170,7 +171,22 @@ async fn read_body(
     }
 }
 
-fn bundle(body: &[u8], url: &CertificateUrl) -> Result<SecretBundle, SourceError> {
+/// A secret bundle with `value` only checked for: serde skips its text without copying it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    value: Option<serde::de::IgnoredAny>,
+    content_type: Option<String>,
+    id: Option<String>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+fn bundle(
+    body: &[u8],
+    url: &CertificateUrl,
+    installed: Option<&str>,
+) -> Result<SecretBundle, SourceError> {
     let unreadable = |why: String| {
         SourceError::new(
             ErrorClass::Transient,
@@ -181,9 +197,11 @@ fn bundle(body: &[u8], url: &CertificateUrl) -> Result<SecretBundle, SourceError
         )
     };
     // serde_json's errors name a position, never the text: safe to show.
-    let b: Bundle = serde_json::from_slice(body).map_err(|e| unreadable(e.to_string()))?;
-    let value = Zeroizing::new(b.value.ok_or_else(|| unreadable("no `value`".into()))?);
-    let id = b.id.ok_or_else(|| unreadable("no `id`".into()))?;
+    let head: Head = serde_json::from_slice(body).map_err(|e| unreadable(e.to_string()))?;
+    if head.value.is_none() {
+        return Err(unreadable("no `value`".into()));
+    }
+    let id = head.id.ok_or_else(|| unreadable("no `id`".into()))?;
     let version = id
         .trim_end_matches('/')
         .rsplit('/')
@@ -191,7 +209,7 @@ fn bundle(body: &[u8], url: &CertificateUrl) -> Result<SecretBundle, SourceError
         .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
         .ok_or_else(|| unreadable(format!("`id` {id} does not end in a version")))?
         .to_owned();
-    let content_type = b.content_type.ok_or_else(|| {
+    let content_type = head.content_type.ok_or_else(|| {
         SourceError::new(
             ErrorClass::Permanent,
             format!(
@@ -200,11 +218,19 @@ fn bundle(body: &[u8], url: &CertificateUrl) -> Result<SecretBundle, SourceError
             ),
         )
     })?;
+    // The version already installed: the caller will not use its value (see
+    // `SecretSource::get`); the text is only checked to be there.
+    let value = if installed == Some(version.as_str()) {
+        Zeroizing::new(String::new())
+    } else {
+        let b: Value = serde_json::from_slice(body).map_err(|e| unreadable(e.to_string()))?;
+        Zeroizing::new(b.value.ok_or_else(|| unreadable("no `value`".into()))?)
+    };
     Ok(SecretBundle {
         value,
         content_type,
         version,
-        enabled: b.attributes.enabled,
+        enabled: head.attributes.enabled,
     })
 }
 
@@ -303,9 +329,26 @@ mod tests {
     #[test]
     fn the_version_is_the_last_segment_of_the_id() {
         let body = br#"{"value":"x","contentType":"application/x-pem-file","id":"https://v.vault.azure.net/secrets/c/0123456789abcdef0123456789abcdef","attributes":{"enabled":true}}"#;
-        let b = bundle(body, &url()).unwrap();
+        let b = bundle(body, &url(), None).unwrap();
         assert_eq!(b.version, "0123456789abcdef0123456789abcdef");
         assert!(b.enabled);
+        assert_eq!(b.value.as_str(), "x");
+    }
+
+    #[test]
+    fn the_value_of_the_installed_version_is_not_kept() {
+        let body = br#"{"value":"secret","contentType":"application/x-pem-file","id":"https://v.vault.azure.net/secrets/c/0123456789abcdef0123456789abcdef","attributes":{"enabled":true}}"#;
+        let same = bundle(body, &url(), Some("0123456789abcdef0123456789abcdef")).unwrap();
+        assert_eq!(same.version, "0123456789abcdef0123456789abcdef");
+        assert_eq!(same.value.as_str(), "", "not needed, not copied");
+        let other = bundle(body, &url(), Some("ffffffffffffffffffffffffffffffff")).unwrap();
+        assert_eq!(other.value.as_str(), "secret");
+        // Still an error when the value is missing, whichever version is installed.
+        let no_value = br#"{"contentType":"application/x-pem-file","id":"https://v.vault.azure.net/secrets/c/0123456789abcdef0123456789abcdef"}"#;
+        for installed in [None, Some("0123456789abcdef0123456789abcdef")] {
+            let e = bundle(no_value, &url(), installed).unwrap_err();
+            assert!(e.message.contains("no `value`"), "{}", e.message);
+        }
     }
 
     #[test]
@@ -353,7 +396,7 @@ mod tests {
     fn a_plain_secret_without_content_type_is_refused() {
         let body = br#"{"value":"x","id":"https://v.vault.azure.net/secrets/c/abc"}"#;
         assert_eq!(
-            bundle(body, &url()).unwrap_err().class,
+            bundle(body, &url(), None).unwrap_err().class,
             ErrorClass::Permanent
         );
     }

@@ -32,7 +32,12 @@ struct Vault {
 }
 
 impl SecretSource for Vault {
-    async fn get(&self, _url: &CertificateUrl, _t: &Token) -> Result<SecretBundle, SourceError> {
+    async fn get(
+        &self,
+        _url: &CertificateUrl,
+        _t: &Token,
+        _installed: Option<&str>,
+    ) -> Result<SecretBundle, SourceError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let elapsed = self.start.elapsed();
         let window = elapsed.as_secs() / 10;

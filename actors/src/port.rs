@@ -120,10 +120,14 @@ pub trait TokenSource: Send + Sync + 'static {
 
 /// Key Vault: fetches the current (or pinned) version of a secret.
 pub trait SecretSource: Send + Sync + 'static {
+    /// `installed`: the version already on disk, when the caller will not use the value of
+    /// that same version. A source may then leave `value` empty if the answer is that
+    /// version (an unchanged poll need not copy, hold and zeroize the secret).
     fn get(
         &self,
         url: &CertificateUrl,
         token: &Token,
+        installed: Option<&str>,
     ) -> impl Future<Output = Result<SecretBundle, SourceError>> + Send;
 }
 

@@ -294,7 +294,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .acquire()
             .await
             .expect("the pipeline semaphore is never closed");
-        let secret = self.fetch().await?;
+        let secret = self.fetch(on_disk.as_deref()).await?;
         if !secret.enabled {
             return Err(CheckError {
                 message: format!(
@@ -373,7 +373,10 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     }
 
     /// GET the secret through the vault's gate, refreshing the token once on 401.
-    async fn fetch(&self) -> Result<crate::port::SecretBundle, CheckError> {
+    async fn fetch(
+        &self,
+        installed: Option<&str>,
+    ) -> Result<crate::port::SecretBundle, CheckError> {
         let shared = &self.shared;
         let url = &self.cert.url;
         let audience = url.cloud.audience();
@@ -386,7 +389,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let mut refreshed = false;
         loop {
             let permit = gate.admit().await;
-            let result = shared.source.get(url, &token).await;
+            let result = shared.source.get(url, &token, installed).await;
             drop(permit);
             match result {
                 Ok(secret) => {

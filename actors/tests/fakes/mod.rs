@@ -54,7 +54,12 @@ impl FakeVault {
 }
 
 impl SecretSource for FakeVault {
-    async fn get(&self, url: &CertificateUrl, _token: &Token) -> Result<SecretBundle, SourceError> {
+    async fn get(
+        &self,
+        url: &CertificateUrl,
+        _token: &Token,
+        _installed: Option<&str>,
+    ) -> Result<SecretBundle, SourceError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(5)).await;
         let key = (url.vault.clone(), url.name.clone());
