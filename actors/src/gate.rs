@@ -264,6 +264,8 @@ impl GateHandle {
     pub fn track(&self, id: &str) {
         let _ = self.tx.send(Msg::Track(id.to_owned()));
     }
+    /// `id` is installed. Final until `forget`: a later `failed` does not undo it, so a
+    /// watcher need say it only once.
     pub fn installed(&self, id: &str) {
         let _ = self.tx.send(Msg::Installed(id.to_owned()));
     }

@@ -226,9 +226,12 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        if self.first_sync(MAX_ATTEMPTS, &cancel).await.is_none() {
+        let Some(first) = self.first_sync(MAX_ATTEMPTS, &cancel).await else {
             return;
-        }
+        };
+        // The gate keeps a certificate installed once it was (see `GateHandle::installed`):
+        // it is told once, not after every successful poll.
+        let mut gate_told = first.is_ok();
         let interval = self.shared.polling_interval;
         let mut failures: u32 = 0;
         loop {
@@ -264,8 +267,9 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
             };
             self.shared.observer.checked(&self.cert, &outcome);
-            if !matches!(outcome, CheckOutcome::Failed { .. }) {
+            if !gate_told && !matches!(outcome, CheckOutcome::Failed { .. }) {
                 self.shared.gate.installed(&self.id);
+                gate_told = true;
             }
         }
     }
