@@ -428,4 +428,15 @@ fn a_batch_of_installs_sees_its_own_new_and_pruned_versions() {
         store.versions("exampleVault", "otherCertificate").unwrap(),
         ["w1"]
     );
+
+    // The listing kept for the next batch follows installs made between batches.
+    let mut between = req("w2", &pems[1]);
+    between.name = "otherCertificate";
+    store.install(&between).unwrap();
+    store.begin_batch();
+    assert_eq!(
+        store.versions("exampleVault", "otherCertificate").unwrap(),
+        ["w1", "w2"]
+    );
+    store.end_batch().unwrap();
 }

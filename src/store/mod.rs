@@ -170,17 +170,22 @@ pub struct Store {
     links_unsynced: std::sync::atomic::AtomicBool,
 }
 
-/// How long one listing of the folder may stand in for a fresh one within a batch.
+/// How long one listing of the folder may stand in for a fresh one in batches of installs.
 const LISTING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Versions by certificate stem, as a listing of the folder shows them.
 type Listing = BTreeMap<String, BTreeSet<String>>;
 
-#[derive(Debug, Default)]
+/// A listing of the folder and when it was made.
+type Timed = Option<(std::time::Instant, Listing)>;
+
+#[derive(Debug)]
 enum Batch {
-    #[default]
-    Off,
-    On(Option<(std::time::Instant, Listing)>),
+    /// Between batches: the last batch's listing, kept (and kept up to date) so that the
+    /// next batch within [`LISTING_MAX_AGE`] need not list the folder again. Installs
+    /// outside a batch do not use it.
+    Off(Timed),
+    On(Timed),
 }
 
 /// `<vault>.<name>.<version>` → (`<vault>.<name>`, `<version>`): what the folder listing
@@ -293,7 +298,7 @@ impl Store {
             dir,
             uid,
             folder_acl: std::sync::Mutex::new(()),
-            batch: std::sync::Mutex::new(Batch::Off),
+            batch: std::sync::Mutex::new(Batch::Off(None)),
             links_unsynced: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -368,13 +373,15 @@ impl Store {
     /// after a listing always was.
     pub fn begin_batch(&self) {
         let mut batch = self.batch_lock();
-        if matches!(*batch, Batch::Off) {
-            *batch = Batch::On(None);
+        if let Batch::Off(kept) = &mut *batch {
+            *batch = Batch::On(kept.take());
         }
     }
 
-    /// End the batch: the next install lists the folder again, and link changes made in
-    /// the batch are made durable with one `fsync` of the folder.
+    /// End the batch: link changes made in the batch are made durable with one `fsync` of
+    /// the folder. The listing is kept for a next batch that begins within
+    /// [`LISTING_MAX_AGE`] of it: a writer ends a batch every few dozen installs, and
+    /// listing a folder of 100,000 files that often cost more than the installs.
     ///
     /// Within a batch a link's rename is not followed by its own folder `fsync`: the next
     /// install's `fsync` (after its version file's rename) covers it, and this one covers
@@ -383,7 +390,12 @@ impl Store {
     /// costs N + 1 folder syncs instead of 2N. The writer answers the batch's installs only
     /// after this returns.
     pub fn end_batch(&self) -> Result<(), StoreError> {
-        *self.batch_lock() = Batch::Off;
+        {
+            let mut batch = self.batch_lock();
+            if let Batch::On(listing) = &mut *batch {
+                *batch = Batch::Off(listing.take());
+            }
+        }
         if self.links_unsynced.swap(false, Ordering::AcqRel) {
             self.sync_folder().inspect_err(|_| {
                 self.links_unsynced.store(true, Ordering::Release);
@@ -441,7 +453,7 @@ impl Store {
 
     /// Keep the batch's listing in step with a file this store added or removed.
     fn note(&self, name: &str, present: bool) {
-        if let Batch::On(Some((_, index))) = &mut *self.batch_lock()
+        if let Batch::On(Some((_, index))) | Batch::Off(Some((_, index))) = &mut *self.batch_lock()
             && let Some((stem, version)) = split_version(name)
         {
             let versions = index.entry(stem.to_owned()).or_default();
