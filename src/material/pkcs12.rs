@@ -516,27 +516,12 @@ pub(crate) fn write_key_vault_pfx(certs_der: &[Vec<u8>], key_pkcs8: &[u8]) -> Ve
             ],
         )],
     );
-    let bag = |id: &[u8], value: &[u8], attrs: Option<&[u8]>| {
-        let id = der::tlv(der::OID, &[id]);
-        let value = der::tlv(der::CONTEXT_0, &[value]);
-        der::tlv(der::SEQUENCE, &[&id, &value, attrs.unwrap_or_default()])
-    };
-    let content_info = |oid: &[u8], explicit: &[u8]| {
-        der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[oid]),
-                &der::tlv(der::CONTEXT_0, &[explicit]),
-            ],
-        )
-    };
 
     // The key: plain data holding one shrouded key bag.
     let (alg, ct) = pbes1_encrypt(&[], &salt(), false, key_pkcs8);
-    let epki = der::tlv(der::SEQUENCE, &[&alg, &der::tlv(der::OCTET_STRING, &[&ct])]);
     let key_safe = der::tlv(
         der::SEQUENCE,
-        &[&bag(OID_SHROUDED_KEY_BAG, &epki, Some(&local_key_id))],
+        &[&shrouded_key_bag(&alg, &ct, Some(&local_key_id))],
     );
     let key_ci = content_info(OID_DATA, &der::tlv(der::OCTET_STRING, &[&key_safe]));
 
@@ -544,38 +529,80 @@ pub(crate) fn write_key_vault_pfx(certs_der: &[Vec<u8>], key_pkcs8: &[u8]) -> Ve
     let cert_bags: Vec<_> = certs_der
         .iter()
         .enumerate()
-        .map(|(i, cert)| {
-            let value = der::tlv(
-                der::SEQUENCE,
-                &[
-                    &der::tlv(der::OID, &[OID_X509_CERT]),
-                    &der::tlv(der::CONTEXT_0, &[&der::tlv(der::OCTET_STRING, &[cert])]),
-                ],
-            );
-            bag(OID_CERT_BAG, &value, (i == 0).then_some(&local_key_id[..]))
-        })
+        .map(|(i, cert)| cert_bag(cert, (i == 0).then_some(&local_key_id[..])))
         .collect();
     let parts: Vec<&[u8]> = cert_bags.iter().map(|b| &b[..]).collect();
     let cert_safe = der::tlv(der::SEQUENCE, &parts);
     let (alg, ct) = pbes1_encrypt(&[], &salt(), false, &cert_safe);
+    let certs_ci = encrypted_content_info(&alg, &ct);
+
+    let auth_safe = der::tlv(der::SEQUENCE, &[&key_ci, &certs_ci]);
+    seal_pfx(&[], &rand::random::<[u8; 20]>(), &auth_safe)
+}
+
+/// `ContentInfo { oid, [0] EXPLICIT content }`
+fn content_info(oid: &[u8], explicit: &[u8]) -> Zeroizing<Vec<u8>> {
+    der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(der::OID, &[oid]),
+            &der::tlv(der::CONTEXT_0, &[explicit]),
+        ],
+    )
+}
+
+/// `SafeBag { bagId, [0] EXPLICIT bagValue, bagAttributes? }`
+fn bag(id: &[u8], value: &[u8], attrs: Option<&[u8]>) -> Zeroizing<Vec<u8>> {
+    der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(der::OID, &[id]),
+            &der::tlv(der::CONTEXT_0, &[value]),
+            attrs.unwrap_or_default(),
+        ],
+    )
+}
+
+/// A `certBag` holding one X.509 certificate.
+fn cert_bag(cert_der: &[u8], attrs: Option<&[u8]>) -> Zeroizing<Vec<u8>> {
+    let value = der::tlv(
+        der::SEQUENCE,
+        &[
+            &der::tlv(der::OID, &[OID_X509_CERT]),
+            &der::tlv(der::CONTEXT_0, &[&der::tlv(der::OCTET_STRING, &[cert_der])]),
+        ],
+    );
+    bag(OID_CERT_BAG, &value, attrs)
+}
+
+/// A `pkcs8ShroudedKeyBag` from [`pbes1_encrypt`]'s algorithm and ciphertext.
+fn shrouded_key_bag(alg: &[u8], ct: &[u8], attrs: Option<&[u8]>) -> Zeroizing<Vec<u8>> {
+    let epki = der::tlv(der::SEQUENCE, &[alg, &der::tlv(der::OCTET_STRING, &[ct])]);
+    bag(OID_SHROUDED_KEY_BAG, &epki, attrs)
+}
+
+/// `ContentInfo { encryptedData, EncryptedData { 0, { data, alg, [0] IMPLICIT ct } } }`
+fn encrypted_content_info(alg: &[u8], ct: &[u8]) -> Zeroizing<Vec<u8>> {
     let eci = der::tlv(
         der::SEQUENCE,
         &[
             &der::tlv(der::OID, &[OID_DATA]),
-            &alg,
-            &der::tlv(0x80, &[&ct]),
+            alg,
+            &der::tlv(0x80, &[ct]),
         ],
     );
     let encrypted = der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 0], &eci]);
-    let certs_ci = content_info(OID_ENCRYPTED_DATA, &encrypted);
+    content_info(OID_ENCRYPTED_DATA, &encrypted)
+}
 
-    let auth_safe = der::tlv(der::SEQUENCE, &[&key_ci, &certs_ci]);
-    let mac_salt: [u8; 20] = rand::random();
+/// The PFX around `auth_safe`: version 3, the `AuthenticatedSafe` as data, and a SHA-1 MAC
+/// over it under `password_bmp` with `mac_salt`, [`PBE_ITERATIONS`] iterations.
+fn seal_pfx(password_bmp: &[u8], mac_salt: &[u8], auth_safe: &[u8]) -> Vec<u8> {
     let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
-    let mac_key = kdf(sha1, &[], &mac_salt, 3, PBE_ITERATIONS, 20);
+    let mac_key = kdf(sha1, password_bmp, mac_salt, 3, PBE_ITERATIONS, 20);
     let tag = hmac::sign(
         &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &mac_key),
-        &auth_safe,
+        auth_safe,
     );
     let digest_info = der::tlv(
         der::SEQUENCE,
@@ -591,11 +618,11 @@ pub(crate) fn write_key_vault_pfx(certs_der: &[Vec<u8>], key_pkcs8: &[u8]) -> Ve
         der::SEQUENCE,
         &[
             &digest_info,
-            &der::tlv(der::OCTET_STRING, &[&mac_salt]),
+            &der::tlv(der::OCTET_STRING, &[mac_salt]),
             &ITERATIONS_DER,
         ],
     );
-    let outer = content_info(OID_DATA, &der::tlv(der::OCTET_STRING, &[&auth_safe]));
+    let outer = content_info(OID_DATA, &der::tlv(der::OCTET_STRING, &[auth_safe]));
     der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 3], &outer, &mac_data]).to_vec()
 }
 
@@ -633,104 +660,19 @@ mod tests {
         key_pkcs8: &[u8],
         certs_rc2: bool,
     ) -> Vec<u8> {
-        let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
         let salt = [9u8; 8];
-        let iterations = PBE_ITERATIONS;
         let encrypt = |rc2: bool, plain: &[u8]| pbes1_encrypt(password_bmp, &salt, rc2, plain);
         // Certificates.
-        let cert_bag_value = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_X509_CERT]),
-                &der::tlv(der::CONTEXT_0, &[&der::tlv(der::OCTET_STRING, &[cert_der])]),
-            ],
-        );
-        let cert_bag = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_CERT_BAG]),
-                &der::tlv(der::CONTEXT_0, &[&cert_bag_value]),
-            ],
-        );
-        let cert_safe = der::tlv(der::SEQUENCE, &[&cert_bag]);
+        let cert_safe = der::tlv(der::SEQUENCE, &[&cert_bag(cert_der, None)]);
         let (alg, ct) = encrypt(certs_rc2, &cert_safe);
-        let eci = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_DATA]),
-                &alg,
-                &der::tlv(0x80, &[&ct]),
-            ],
-        );
-        let enc_data = der::tlv(der::SEQUENCE, &[&[der::INTEGER, 1, 0], &eci]);
-        let certs_ci = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_ENCRYPTED_DATA]),
-                &der::tlv(der::CONTEXT_0, &[&enc_data]),
-            ],
-        );
+        let certs_ci = encrypted_content_info(&alg, &ct);
         // Key.
         let (alg, ct) = encrypt(false, key_pkcs8);
-        let epki = der::tlv(der::SEQUENCE, &[&alg, &der::tlv(der::OCTET_STRING, &[&ct])]);
-        let key_bag = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_SHROUDED_KEY_BAG]),
-                &der::tlv(der::CONTEXT_0, &[&epki]),
-            ],
-        );
-        let key_safe = der::tlv(der::SEQUENCE, &[&key_bag]);
-        let key_ci = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_DATA]),
-                &der::tlv(
-                    der::CONTEXT_0,
-                    &[&der::tlv(der::OCTET_STRING, &[&key_safe])],
-                ),
-            ],
-        );
-        let auth_safe = der::tlv(der::SEQUENCE, &[&certs_ci, &key_ci]);
+        let key_safe = der::tlv(der::SEQUENCE, &[&shrouded_key_bag(&alg, &ct, None)]);
+        let key_ci = content_info(OID_DATA, &der::tlv(der::OCTET_STRING, &[&key_safe]));
         // MAC (SHA-1) over the AuthenticatedSafe.
-        let mac_key = kdf(sha1, password_bmp, &salt, 3, iterations, 20);
-        let tag = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &mac_key),
-            &auth_safe,
-        );
-        let digest_info = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(
-                    der::SEQUENCE,
-                    &[&der::tlv(der::OID, &[OID_SHA1]), &[der::NULL, 0]],
-                ),
-                &der::tlv(der::OCTET_STRING, &[tag.as_ref()]),
-            ],
-        );
-        let mac_data = der::tlv(
-            der::SEQUENCE,
-            &[
-                &digest_info,
-                &der::tlv(der::OCTET_STRING, &[&salt]),
-                &[der::INTEGER, 2, 0x07, 0xd0],
-            ],
-        );
-        let outer_ci = der::tlv(
-            der::SEQUENCE,
-            &[
-                &der::tlv(der::OID, &[OID_DATA]),
-                &der::tlv(
-                    der::CONTEXT_0,
-                    &[&der::tlv(der::OCTET_STRING, &[&auth_safe])],
-                ),
-            ],
-        );
-        der::tlv(
-            der::SEQUENCE,
-            &[&[der::INTEGER, 1, 3], &outer_ci, &mac_data],
-        )
-        .to_vec()
+        let auth_safe = der::tlv(der::SEQUENCE, &[&certs_ci, &key_ci]);
+        seal_pfx(password_bmp, &salt, &auth_safe)
     }
 
     fn leaf() -> (Vec<u8>, Vec<u8>) {
