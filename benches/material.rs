@@ -194,9 +194,9 @@ fn bench(c: &mut Criterion) {
         ("pfx_3des", &f.pfx_3des, "application/x-pkcs12"),
         ("pem", &f.pem, "application/x-pem-file"),
     ] {
-        akv_sync::material::convert(value, ct, now).expect("fixture converts");
+        akv_sync_material::convert(value, ct, now).expect("fixture converts");
         g.bench_function(name, |b| {
-            b.iter(|| akv_sync::material::convert(std::hint::black_box(value), ct, now).unwrap())
+            b.iter(|| akv_sync_material::convert(std::hint::black_box(value), ct, now).unwrap())
         });
     }
     g.finish();

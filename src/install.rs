@@ -11,8 +11,8 @@ use akv_sync_config::{ObservedCertificate, Settings};
 use tracing::warn;
 use zeroize::Zeroizing;
 
-use crate::material;
 use crate::store::{self, InstallOutcome, InstallRequest, Output, Store};
+use akv_sync_material as material;
 
 /// A converted certificate, ready for the writer: the combined file, and the separate
 /// outputs the certificate asks for (rendered only when asked).

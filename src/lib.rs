@@ -13,7 +13,6 @@ pub mod identity;
 pub mod install;
 pub mod local;
 pub mod logging;
-pub mod material;
 pub mod metrics;
 pub mod net;
 pub mod pemfile;

@@ -108,7 +108,7 @@ fn restart_and_converge(env: &Env, names: &[String], before: &BTreeMap<String, (
             "{n}"
         );
         let text = std::fs::read_to_string(env.store.join(format!("alpha.{n}"))).unwrap();
-        akv_sync::material::convert(&text, "application/x-pem-file", 0)
+        akv_sync_material::convert(&text, "application/x-pem-file", 0)
             .unwrap_or_else(|e| panic!("{n}: incomplete file after restart: {e}"));
     }
     let up_to_date: Vec<&String> = before

@@ -96,7 +96,7 @@ async fn challenge_then_imds_token_then_pkcs12_secret() {
         .decode(body["value"].as_str().unwrap())
         .unwrap();
     assert!(p12_keystore::KeyStore::from_pkcs12(&pfx, "", Default::default()).is_err());
-    let m = akv_sync::material::convert(
+    let m = akv_sync_material::convert(
         body["value"].as_str().unwrap(),
         body["contentType"].as_str().unwrap(),
         0,

@@ -2,7 +2,7 @@
 //! for every key kind, chain length and format.
 
 use akv_sync::emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem, to_pkcs12};
-use akv_sync::material::convert;
+use akv_sync_material::convert;
 use base64::Engine;
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use akv_sync::material::{self, Material, MaterialError, MaterialWarning};
+use akv_sync_material::{self as material, Material, MaterialError, MaterialWarning};
 use base64::Engine as _;
 
 const PFX: &str = "application/x-pkcs12";

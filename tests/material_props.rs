@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use akv_sync::material::{self, MaterialWarning};
+use akv_sync_material::{self as material, MaterialWarning};
 use proptest::prelude::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use akv_sync::material::{self, MaterialWarning};
+use akv_sync_material::{self as material, MaterialWarning};
 
 fn recorded(name: &str) -> (String, String) {
     // `shared/` sits beside the clone (CI, /work/main); from a nested worktree it is higher up.

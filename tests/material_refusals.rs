@@ -1,7 +1,7 @@
 //! Every refusal has its own variant, and no message or Debug output carries the secret.
 //! Fixtures are made in-process with rcgen (EC keys: fast).
 
-use akv_sync::material::{self, ContentType, MaterialError, MaterialWarning};
+use akv_sync_material::{self as material, ContentType, MaterialError, MaterialWarning};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
 };

@@ -6,7 +6,7 @@
 //! carry a run of the value's base64 text.
 #![no_main]
 
-use akv_sync::material;
+use akv_sync_material as material;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use crate::material;
+use akv_sync_material as material;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

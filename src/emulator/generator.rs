@@ -272,7 +272,7 @@ pub fn generate(spec: &CertSpec) -> Result<Generated, GenerateError> {
 /// key in a `pbeWithSHA1And3-KeyTripleDES-CBC` shrouded bag, the chain (leaf first) in a
 /// 3DES `EncryptedData`, a SHA-1 MAC, 2,000 iterations — as in the recorded real secret.
 pub fn to_pkcs12(generated: &Generated) -> Result<Vec<u8>, GenerateError> {
-    Ok(crate::material::key_vault_pfx(
+    Ok(akv_sync_material::key_vault_pfx(
         &generated.certs_der,
         &generated.key_pkcs8_der,
     ))
@@ -394,7 +394,7 @@ mod tests {
         ));
         // ...and the agent's reader finds exactly the key and the chain.
         let value = base64::engine::general_purpose::STANDARD.encode(&pfx);
-        let m = crate::material::convert(&value, "application/x-pkcs12", 0).unwrap();
+        let m = akv_sync_material::convert(&value, "application/x-pkcs12", 0).unwrap();
         assert_eq!(m.private_key.as_slice(), g.key_pkcs8_der.as_slice());
         assert_eq!(m.leaf, g.certs_der[0]);
         assert_eq!(m.chain, g.certs_der[1..]);

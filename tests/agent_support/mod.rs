@@ -229,6 +229,6 @@ pub fn assert_full_chain(path: &Path) {
     assert_eq!(blocks[0].tag(), "CERTIFICATE", "leaf first");
     assert_eq!(blocks.last().unwrap().tag(), "PRIVATE KEY", "key last");
     // Re-reading it as a PEM secret succeeds only if the key matches the leaf.
-    akv_sync::material::convert(&text, "application/x-pem-file", 0)
+    akv_sync_material::convert(&text, "application/x-pem-file", 0)
         .expect("the installed PEM is a valid full chain");
 }

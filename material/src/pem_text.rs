@@ -2,7 +2,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{MaterialError, MaterialWarning, RawKey};
+use crate::model::{MaterialError, MaterialWarning, RawKey};
 
 /// What a PEM value holds, before any ordering.
 pub(crate) struct Blocks {

@@ -11,7 +11,7 @@
 use ring::signature::{self, KeyPair};
 use zeroize::Zeroizing;
 
-use super::der::{self, DerFault};
+use crate::der::{self, DerFault};
 
 /// DER content octets of the OIDs we look for.
 const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];

@@ -20,7 +20,7 @@ use p12_keystore::error::Error as P12Error;
 use ring::{digest, hmac};
 use zeroize::Zeroizing;
 
-use super::der::{self, DerFault};
+use crate::der::{self, DerFault};
 
 /// Highest MAC iteration count we spend time on (Key Vault uses 2000, OpenSSL 2048).
 pub(crate) const MAX_MAC_ITERATIONS: u64 = 200_000;

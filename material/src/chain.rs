@@ -2,9 +2,9 @@
 
 use x509_parser::extensions::ParsedExtension;
 
-use super::der::{self, DerFault};
-use super::key::{self, PublicKey};
-use super::{MAX_CHAIN_DEPTH, MaterialError, MaterialWarning};
+use crate::der::{self, DerFault};
+use crate::key::{self, PublicKey};
+use crate::model::{MAX_CHAIN_DEPTH, MaterialError, MaterialWarning};
 
 /// What ordering needs from one certificate.
 #[derive(Debug)]
