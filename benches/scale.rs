@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use akv_sync::emulator::generator::{self, CertSpec, Format, KeyKind};
-use akv_sync::emulator::{Counters, EmulatorOptions, Fault, FaultAction, FaultTarget, Server};
 use akv_sync_actors::{Agent, CheckOutcome, Installed, Observer, State, Status, StatusSink};
 use akv_sync_config::ObservedCertificate;
+use akv_sync_emulator::generator::{self, CertSpec, Format, KeyKind};
+use akv_sync_emulator::{Counters, EmulatorOptions, Fault, FaultAction, FaultTarget, Server};
 use serde_json::{Value, json};
 
 const ROLE: &str = "AKV_SCALE_ROLE";
@@ -195,7 +195,7 @@ fn role_emulator() {
         .collect();
     let rt = runtime();
     rt.block_on(async {
-        let emulator = akv_sync::emulator::start(EmulatorOptions {
+        let emulator = akv_sync_emulator::start(EmulatorOptions {
             state_dir: dir.join("emulator"),
             arc_token_dir: dir.join("arc"),
             ..EmulatorOptions::default()

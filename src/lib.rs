@@ -6,7 +6,7 @@
 //! the command-line interface.
 
 pub mod cmd;
-pub mod emulator;
+
 pub mod fluentd;
 pub mod hook;
 pub mod identity;

@@ -21,6 +21,7 @@ enum Command {
     /// One pass over every certificate; exit 0 only if all are installed and current.
     Once(cmd::once::Args),
     /// A local Key Vault + identity emulator with sample certificates, and the agent syncing them.
+    #[cfg(feature = "emulator")]
     Demo(cmd::demo::Args),
     /// Check a settings file and print the plan (one line per certificate), or every error.
     Validate(cmd::validate::Args),
@@ -31,7 +32,8 @@ enum Command {
     /// VM-agent handler commands (install, enable, disable, uninstall, update).
     Handler(cmd::handler::Args),
     /// Run a local Key Vault + IMDS + Arc emulator (for tests and the demo).
-    Emulator(cmd::emulator::Args),
+    #[cfg(feature = "emulator")]
+    Emulator(akv_sync_emulator::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,12 +41,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Once(args) => cmd::once::run(args),
+        #[cfg(feature = "emulator")]
         Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Handler(args) => cmd::handler::run(args),
-        Command::Emulator(args) => cmd::emulator::run(args),
+        #[cfg(feature = "emulator")]
+        Command::Emulator(args) => akv_sync_emulator::cli::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,8 +5,8 @@ mod agent_support;
 use std::os::unix::fs::PermissionsExt;
 
 use agent_support::*;
-use akv_sync::emulator::{Fault, FaultAction, FaultTarget, IdentityRef, RateLimit};
 use akv_sync_actors::{CheckOutcome, InstallReport, State};
+use akv_sync_emulator::{Fault, FaultAction, FaultTarget, IdentityRef, RateLimit};
 use serde_json::json;
 
 #[tokio::test]
@@ -17,7 +17,7 @@ async fn full_sync_of_several_vaults_and_clouds() {
     cn.create_certificate(
         "gamma",
         "site",
-        ec(akv_sync::emulator::generator::Format::Pkcs12, 3),
+        ec(akv_sync_emulator::generator::Format::Pkcs12, 3),
     )
     .unwrap();
     let urls = vec![
@@ -233,9 +233,9 @@ async fn a_token_shared_by_a_thousand_watchers_is_requested_once() {
     let control = w.emulator.control();
     // One real certificate served under 1,000 names (generating 1,000 keys would dominate).
     let generated =
-        akv_sync::emulator::generator::generate(&ec(akv_sync::emulator::generator::Format::Pem, 2))
+        akv_sync_emulator::generator::generate(&ec(akv_sync_emulator::generator::Format::Pem, 2))
             .unwrap();
-    let pem = akv_sync::emulator::generator::to_pem(&generated);
+    let pem = akv_sync_emulator::generator::to_pem(&generated);
     let urls: Vec<String> = (0..1000)
         .map(|i| {
             let name = format!("c{i}");
@@ -312,7 +312,7 @@ async fn extra_outputs_are_written_in_certbots_layout() {
         .create_certificate(
             "alpha",
             "web",
-            ec(akv_sync::emulator::generator::Format::Pkcs12, 3),
+            ec(akv_sync_emulator::generator::Format::Pkcs12, 3),
         )
         .unwrap();
     let settings_text = serde_json::json!({
@@ -367,7 +367,7 @@ async fn extra_outputs_are_written_in_certbots_layout() {
 #[tokio::test]
 async fn an_arc_machine_gets_its_token_through_the_key_file_challenge() {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = akv_sync::emulator::start(akv_sync::emulator::EmulatorOptions {
+    let emulator = akv_sync_emulator::start(akv_sync_emulator::EmulatorOptions {
         state_dir: dir.path().join("emulator"),
         arc_token_dir: std::path::PathBuf::from(akv_sync::identity::ARC_TOKEN_DIR),
         ..Default::default()
@@ -379,7 +379,7 @@ async fn an_arc_machine_gets_its_token_through_the_key_file_challenge() {
         .create_certificate(
             "alpha",
             "web",
-            ec(akv_sync::emulator::generator::Format::Pem, 2),
+            ec(akv_sync_emulator::generator::Format::Pem, 2),
         )
         .unwrap();
     let store = dir.path().join("store");

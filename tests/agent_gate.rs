@@ -6,8 +6,8 @@ mod agent_support;
 use std::time::Duration;
 
 use agent_support::*;
-use akv_sync::emulator::{Fault, FaultAction, FaultTarget};
 use akv_sync_actors::State;
+use akv_sync_emulator::{Fault, FaultAction, FaultTarget};
 use serde_json::json;
 
 async fn settled(agent: &akv_sync_actors::Agent) -> akv_sync_actors::Status {

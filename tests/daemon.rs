@@ -5,8 +5,8 @@ mod daemon_support;
 
 use std::time::Duration;
 
-use akv_sync::emulator::generator::{CertSpec, Format, KeyKind};
-use akv_sync::emulator::{Fault, FaultAction, FaultTarget};
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};
+use akv_sync_emulator::{Fault, FaultAction, FaultTarget};
 use daemon_support::*;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -352,8 +352,8 @@ fn no_log_holds_a_secret_value_a_key_or_a_token() {
         json!({}),
     );
     // A secret whose value is a key with no certificate: it must be refused without echoing it.
-    let generated = akv_sync::emulator::generator::generate(&spec(Format::Pem)).unwrap();
-    let pem = akv_sync::emulator::generator::to_pem(&generated);
+    let generated = akv_sync_emulator::generator::generate(&spec(Format::Pem)).unwrap();
+    let pem = akv_sync_emulator::generator::to_pem(&generated);
     let key_only: String = pem
         .split("-----BEGIN CERTIFICATE-----")
         .next()

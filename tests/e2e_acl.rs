@@ -57,8 +57,8 @@ fn a_granted_user_reads_each_rotation_and_loses_access_once_removed_from_the_set
         .create_certificate(
             "alpha",
             "web",
-            akv_sync::emulator::generator::CertSpec {
-                key: akv_sync::emulator::generator::KeyKind::EcP256,
+            akv_sync_emulator::generator::CertSpec {
+                key: akv_sync_emulator::generator::KeyKind::EcP256,
                 chain_len: 2,
                 ..Default::default()
             },

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use akv_sync::emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem};
-use akv_sync::emulator::{Fault, FaultAction, FaultTarget};
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem};
+use akv_sync_emulator::{Fault, FaultAction, FaultTarget};
 use daemon_support::*;
 use nix::sys::signal::Signal;
 use serde_json::json;

@@ -40,8 +40,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use akv_sync::emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem};
-use akv_sync::emulator::{Fault, FaultAction, FaultTarget, IdentityRef, Server};
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem};
+use akv_sync_emulator::{Fault, FaultAction, FaultTarget, IdentityRef, Server};
 use daemon_support::{Daemon, Env, installed};
 use serde_json::json;
 
@@ -526,7 +526,7 @@ fn refused(value: &str, content_type: &str, error_has: &str) {
 #[test]
 fn a_pfx_labelled_as_pem_is_refused_naming_the_content_type() {
     let g = generate(&spec(Format::Pkcs12)).unwrap();
-    let value = akv_sync::emulator::generator::secret_value(&g, Format::Pkcs12).unwrap();
+    let value = akv_sync_emulator::generator::secret_value(&g, Format::Pkcs12).unwrap();
     refused(
         &value,
         "application/x-pem-file",

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use akv_sync::emulator::generator::{CertSpec, Format, Generated, KeyKind, generate, to_pem};
+use akv_sync_emulator::generator::{CertSpec, Format, Generated, KeyKind, generate, to_pem};
 use daemon_support::*;
 use serde_json::json;
 

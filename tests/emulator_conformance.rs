@@ -7,7 +7,7 @@ mod emulator_support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use akv_sync::emulator::Format;
+use akv_sync_emulator::Format;
 use emulator_support::{ec_spec, start};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@ mod emulator_support;
 
 use std::time::Duration;
 
-use akv_sync::emulator::{EmulatorOptions, Fault, FaultAction, FaultTarget, IdentityRef};
+use akv_sync_emulator::{EmulatorOptions, Fault, FaultAction, FaultTarget, IdentityRef};
 use base64::Engine;
 use emulator_support::{start, start_with, token_url};
 
@@ -183,7 +183,7 @@ async fn imds_failures_404_410_429_500_can_be_injected() {
     assert!(!token.is_empty());
     let c = control.counters();
     assert_eq!(
-        c.server_requests(akv_sync::emulator::Server::Imds, Some(410)),
+        c.server_requests(akv_sync_emulator::Server::Imds, Some(410)),
         1
     );
     assert_eq!(c.tokens_for(&IdentityRef::SystemAssigned), 1);

@@ -3,7 +3,7 @@
 
 mod emulator_support;
 
-use akv_sync::emulator::{Fault, FaultAction, FaultTarget, Format, IdentityRef, RateLimit};
+use akv_sync_emulator::{Fault, FaultAction, FaultTarget, Format, IdentityRef, RateLimit};
 use base64::Engine;
 use emulator_support::{Harness, ec_spec, error_codes, start};
 

@@ -7,7 +7,7 @@ mod daemon_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use akv_sync::emulator::generator::{CertSpec, Format, KeyKind};
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};
 use daemon_support::*;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde_json::json;

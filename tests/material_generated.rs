@@ -1,7 +1,7 @@
 //! Conversion of what the emulator's generator makes — the same shapes Key Vault serves —
 //! for every key kind, chain length and format.
 
-use akv_sync::emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem, to_pkcs12};
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind, generate, to_pem, to_pkcs12};
 use akv_sync_material::convert;
 use base64::Engine;
 

@@ -1,12 +1,12 @@
 //! The agent's HTTP client against the emulator: trust, host mapping, HTTP/2.
 
-use akv_sync::emulator::EmulatorOptions;
 use akv_sync::local::net_for_emulator;
+use akv_sync_emulator::EmulatorOptions;
 
 #[tokio::test]
 async fn the_vault_client_speaks_http2_where_offered_and_verifies_the_vault_name() {
     let dir = tempfile::tempdir().unwrap();
-    let em = akv_sync::emulator::start(EmulatorOptions {
+    let em = akv_sync_emulator::start(EmulatorOptions {
         state_dir: dir.path().join("emulator"),
         arc_token_dir: dir.path().join("arc"),
         ..EmulatorOptions::default()

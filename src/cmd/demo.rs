@@ -13,11 +13,11 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::cmd::common::ports_with;
-use crate::emulator::generator::{CertSpec, Format, KeyKind};
-use crate::emulator::{EmulatorOptions, Seed};
 use crate::local::net_for_emulator;
 use crate::logging::{self, LogArgs, LogFormat};
 use crate::status::LogStatus;
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};
+use akv_sync_emulator::{EmulatorOptions, Seed};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -131,7 +131,7 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
             spec,
         })
         .collect();
-    let emulator = crate::emulator::start(EmulatorOptions {
+    let emulator = akv_sync_emulator::start(EmulatorOptions {
         state_dir: dir.join("emulator"),
         arc_token_dir: dir.join("emulator/arc-tokens"),
         seeds,

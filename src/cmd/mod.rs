@@ -2,8 +2,8 @@
 
 pub mod common;
 pub mod convert;
+#[cfg(feature = "emulator")]
 pub mod demo;
-pub mod emulator;
 pub mod handler;
 pub mod load;
 pub mod once;

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use akv_sync::cmd::common::{RealPorts, ports_with};
-use akv_sync::emulator::generator::{CertSpec, Format, KeyKind};
-use akv_sync::emulator::{Emulator, EmulatorOptions};
 use akv_sync::local::net_for_emulator;
 use akv_sync_actors::{Agent, CheckOutcome, Installed, Observer, State, Status, StatusSink};
 use akv_sync_config::{ObservedCertificate, Settings};
+use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};
+use akv_sync_emulator::{Emulator, EmulatorOptions};
 use tokio::sync::mpsc;
 
 pub struct World {
@@ -33,7 +33,7 @@ pub fn ec(format: Format, chain_len: u8) -> CertSpec {
 impl World {
     pub async fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let emulator = akv_sync::emulator::start(EmulatorOptions {
+        let emulator = akv_sync_emulator::start(EmulatorOptions {
             state_dir: dir.path().join("emulator"),
             arc_token_dir: dir.path().join("arc"),
             ..EmulatorOptions::default()

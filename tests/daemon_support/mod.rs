@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use akv_sync::emulator::{Emulator, EmulatorOptions};
 use akv_sync::local::env_for_emulator;
+use akv_sync_emulator::{Emulator, EmulatorOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_akv-sync");
 
@@ -30,7 +30,7 @@ impl Env {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let emulator = rt
-            .block_on(akv_sync::emulator::start(EmulatorOptions {
+            .block_on(akv_sync_emulator::start(EmulatorOptions {
                 state_dir: dir.path().join("emulator"),
                 arc_token_dir: dir.path().join("arc"),
                 ..EmulatorOptions::default()

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use akv_sync::emulator::{self, CertSpec, Emulator, EmulatorOptions, Format, KeyKind};
+use akv_sync_emulator::{self as emulator, CertSpec, Emulator, EmulatorOptions, Format, KeyKind};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Resolves `*.vault.azure.net` & co. and `localhost` to the emulator; refuses every other

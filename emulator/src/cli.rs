@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::emulator::{self, EmulatorOptions, KeyKind, Seed};
+use crate::{EmulatorOptions, KeyKind, Seed};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,7 +93,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         token_lifetime: std::time::Duration::from_secs(args.token_lifetime),
         ..defaults
     };
-    let emulator = emulator::start(opts)
+    let emulator = crate::start(opts)
         .await
         .context("cannot start the emulator")?;
     {

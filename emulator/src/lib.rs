@@ -13,6 +13,7 @@
 //! against the recorded sessions in `conformance/recorded/`.
 
 mod admin;
+pub mod cli;
 pub mod generator;
 mod identity;
 mod server;
