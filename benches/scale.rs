@@ -169,7 +169,7 @@ fn emulator_info() -> Value {
 
 fn runtime() -> tokio::runtime::Runtime {
     // The one `akv-sync run` builds (with its malloc arena limit).
-    akv_sync::cmd::common::runtime().expect("runtime")
+    akv_sync::cli::ports::runtime().expect("runtime")
 }
 
 // ----- the emulator child -----
@@ -250,7 +250,7 @@ fn role_raw() {
     let bytes = AtomicU64::new(0);
     let rt = runtime();
     rt.block_on(async {
-        let net = akv_sync::local::net_for_emulator(
+        let net = akv_sync::azure::net::net_for_emulator(
             info["vault_addr"].as_str().unwrap().parse().unwrap(),
             info["ca_pem"].as_str().unwrap(),
         );
@@ -290,7 +290,7 @@ fn role_raw() {
                                 vault_name(v),
                                 cert_name(i)
                             ))
-                            .query(&[("api-version", akv_sync::vault::API_VERSION)])
+                            .query(&[("api-version", akv_sync::azure::vault::API_VERSION)])
                             .bearer_auth(token.as_str())
                             .send()
                             .await
@@ -399,11 +399,11 @@ fn role_agent() {
     let count = Arc::new(Count::default());
     let rt = runtime();
     let report = rt.block_on(async {
-        let net = akv_sync::local::net_for_emulator(
+        let net = akv_sync::azure::net::net_for_emulator(
             info["vault_addr"].as_str().unwrap().parse().unwrap(),
             info["ca_pem"].as_str().unwrap(),
         );
-        let ports = akv_sync::cmd::common::ports_with(
+        let ports = akv_sync::cli::ports::ports_with(
             &settings,
             &net,
             Some(info["imds_endpoint"].as_str().unwrap().to_owned()),

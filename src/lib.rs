@@ -1,21 +1,19 @@
 //! # akv-sync
 //!
-//! The adapters around the reconciler (`akv-sync-actors`) and the settings
-//! (`akv-sync-config`): the Key Vault client, identity (IMDS, Arc), certificate material
-//! (PKCS#12/PEM → ordered full-chain PEM), the store (files, links, ACLs), the emulator, and
-//! the command-line interface.
+//! The adapters around the reconciler (`akv-sync-actors`), the settings (`akv-sync-config`)
+//! and the certificate material (`akv-sync-material`), and the command-line interface. See
+//! ARCHITECTURE.md for the data flow and where each concern lives.
+//!
+//! - [`azure`]: the network (TLS, proxy, test overrides), managed identity (IMDS, Arc) and the
+//!   Key Vault client — the actors' `TokenSource` and `SecretSource` ports.
+//! - [`store`]: files, links and ACLs, and the install policy — the `Installer` port.
+//! - [`observe`]: what watches the reconciler — metrics and health endpoints, hooks, expiry.
+//! - [`status`]: the VM agent's status file; [`log`]: the log file and Fluentd.
+//! - [`cli`]: one module per command, and the one settings-file reader.
 
-pub mod cmd;
-
-pub mod fluentd;
-pub mod hook;
-pub mod identity;
-pub mod install;
-pub mod local;
-pub mod logging;
-pub mod metrics;
-pub mod net;
-pub mod pemfile;
+pub mod azure;
+pub mod cli;
+pub mod log;
+pub mod observe;
 pub mod status;
 pub mod store;
-pub mod vault;

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use akv_sync::cmd;
+use akv_sync::cli;
 use clap::{Parser, Subcommand};
 
 /// Keeps the certificates a Linux host needs in step with Azure Key Vault.
@@ -17,20 +17,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent: keep every observed certificate in step with Key Vault (the daemon).
-    Run(cmd::run::Args),
+    Run(cli::run::Args),
     /// One pass over every certificate; exit 0 only if all are installed and current.
-    Once(cmd::once::Args),
+    Once(cli::once::Args),
     /// A local Key Vault + identity emulator with sample certificates, and the agent syncing them.
     #[cfg(feature = "emulator")]
-    Demo(cmd::demo::Args),
+    Demo(cli::demo::Args),
     /// Check a settings file and print the plan (one line per certificate), or every error.
-    Validate(cmd::validate::Args),
+    Validate(cli::validate::Args),
     /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold.
-    Convert(cmd::convert::Args),
+    Convert(cli::convert::Args),
     /// Show what is installed for each observed certificate: version, expiry, links.
-    Status(cmd::status::Args),
+    Status(cli::status::Args),
     /// VM-agent handler commands (install, enable, disable, uninstall, update).
-    Handler(cmd::handler::Args),
+    Handler(cli::handler::Args),
     /// Run a local Key Vault + IMDS + Arc emulator (for tests and the demo).
     #[cfg(feature = "emulator")]
     Emulator(akv_sync_emulator::cli::Args),
@@ -39,14 +39,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => cmd::run::run(args),
-        Command::Once(args) => cmd::once::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Once(args) => cli::once::run(args),
         #[cfg(feature = "emulator")]
-        Command::Demo(args) => cmd::demo::run(args),
-        Command::Validate(args) => cmd::validate::run(args),
-        Command::Convert(args) => cmd::convert::run(args),
-        Command::Status(args) => cmd::status::run(args),
-        Command::Handler(args) => cmd::handler::run(args),
+        Command::Demo(args) => cli::demo::run(args),
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Convert(args) => cli::convert::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Handler(args) => cli::handler::run(args),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => akv_sync_emulator::cli::run(args),
     };

@@ -369,7 +369,7 @@ async fn an_arc_machine_gets_its_token_through_the_key_file_challenge() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = akv_sync_emulator::start(akv_sync_emulator::EmulatorOptions {
         state_dir: dir.path().join("emulator"),
-        arc_token_dir: std::path::PathBuf::from(akv_sync::identity::ARC_TOKEN_DIR),
+        arc_token_dir: std::path::PathBuf::from(akv_sync::azure::identity::ARC_TOKEN_DIR),
         ..Default::default()
     })
     .await
@@ -397,8 +397,8 @@ async fn an_arc_machine_gets_its_token_through_the_key_file_challenge() {
         akv_sync_config::Identity::Arc { .. }
     ));
     let (probe, _events) = probe();
-    let net = akv_sync::local::net_for_emulator(emulator.vault_addr, &emulator.ca_pem);
-    let ports = akv_sync::cmd::common::ports_with(
+    let net = akv_sync::azure::net::net_for_emulator(emulator.vault_addr, &emulator.ca_pem);
+    let ports = akv_sync::cli::ports::ports_with(
         &settings,
         &net,
         Some(emulator.arc_endpoint.clone()),

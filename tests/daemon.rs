@@ -197,7 +197,7 @@ fn metrics_and_readiness_follow_syncs_and_failures() {
     let file = env.store.join("alpha.web");
     assert_eq!(
         Some(expiry as i64),
-        akv_sync::pemfile::leaf_not_after(&file)
+        akv_sync::observe::expiry::leaf_not_after(&file)
     );
     assert!(
         metric(

@@ -286,9 +286,9 @@ async fn imds_refusing_connections_at_start_is_retried_until_it_listens() {
         .unwrap();
     let settings = w.settings(&[url("alpha", "web")], json!({}));
     let (probe, _events) = probe();
-    let mut net = akv_sync::local::net_for_emulator(w.emulator.vault_addr, &w.emulator.ca_pem);
+    let mut net = akv_sync::azure::net::net_for_emulator(w.emulator.vault_addr, &w.emulator.ca_pem);
     net.request_timeout = Some(Duration::from_secs(5));
-    let ports = akv_sync::cmd::common::ports_with(
+    let ports = akv_sync::cli::ports::ports_with(
         &settings,
         &net,
         Some(endpoint),

@@ -1,6 +1,6 @@
 //! The agent's HTTP client against the emulator: trust, host mapping, HTTP/2.
 
-use akv_sync::local::net_for_emulator;
+use akv_sync::azure::net::net_for_emulator;
 use akv_sync_emulator::EmulatorOptions;
 
 #[tokio::test]

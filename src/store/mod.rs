@@ -31,6 +31,7 @@
 
 mod acl;
 mod error;
+pub mod install;
 mod name;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use akv_sync::cmd::common::{RealPorts, ports_with};
-use akv_sync::local::net_for_emulator;
+use akv_sync::azure::net::net_for_emulator;
+use akv_sync::cli::ports::{RealPorts, ports_with};
 use akv_sync_actors::{Agent, CheckOutcome, Installed, Observer, State, Status, StatusSink};
 use akv_sync_config::{ObservedCertificate, Settings};
 use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use akv_sync::local::env_for_emulator;
+use akv_sync::azure::net::env_for_emulator;
 use akv_sync_emulator::{Emulator, EmulatorOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_akv-sync");

@@ -8,7 +8,7 @@ use akv_sync_config::CertificateUrl;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::identity::error_chain;
+use crate::azure::identity::error_chain;
 
 /// The data-plane API version used.
 pub const API_VERSION: &str = "7.4";
@@ -18,7 +18,7 @@ const MAX_BODY: usize = 64 * 1024;
 /// The Key Vault client (one per process; connections are pooled per vault host).
 pub struct KeyVaultClient {
     http: reqwest::Client,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
 }
 
 /// The secret's value, read only when the caller needs it (see [`Head`]).
@@ -70,7 +70,7 @@ impl KeyVaultClient {
     /// Count every request in `metrics` (by vault host and HTTP status).
     pub fn with_metrics(
         mut self,
-        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+        metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
     ) -> Self {
         self.metrics = metrics;
         self

@@ -115,7 +115,7 @@ fn store_error(cert: &ObservedCertificate, e: store::StoreError) -> InstallError
         "{}/{}: {}",
         cert.url.vault,
         cert.url.name,
-        crate::identity::error_chain(&e)
+        crate::azure::identity::error_chain(&e)
     );
     if is_fatal(&e) {
         InstallError::fatal(message)

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use akv_sync_actors::{CheckOutcome, InstallReport, NoObserver, run_once};
 
-use crate::cmd::common::ports;
-use crate::cmd::load::{load_or_exit, log_parsed};
-use crate::logging::{self, LogArgs};
+use crate::cli::ports::ports;
+use crate::cli::settings_file::{load_or_exit, log_parsed};
+use crate::log::{self, LogArgs};
 use crate::status::LogStatus;
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    logging::init(&args.log, None, None);
+    log::init(&args.log, None, None);
     log_parsed(&parsed);
     let settings = parsed.settings;
     let total = settings.certificates.len() as u64;
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let runtime = super::common::runtime()?;
+    let runtime = super::ports::runtime()?;
     let results = runtime.block_on(async {
         let ports = ports(&settings, Arc::new(LogStatus), Arc::new(NoObserver), None)?;
         let b = bar.clone();

@@ -10,11 +10,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cmd::common::ports;
-use crate::cmd::load::{load_or_exit, load_settings, log_parsed};
-use crate::hook::Hooks;
-use crate::logging::{self, LogArgs};
-use crate::metrics::{self, Metrics, Readiness};
+use crate::cli::ports::ports;
+use crate::cli::settings_file::{load_or_exit, load_settings, log_parsed};
+use crate::log::{self, LogArgs};
+use crate::observe::hook::Hooks;
+use crate::observe::metrics::{self, Metrics, Readiness};
 use crate::status::{Fanout, LogStatus, Systemd, VmAgentStatus};
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     pub sequence: Option<u64>,
     /// Folder of the file log (rotated at 10 MiB, 5 kept).
-    #[arg(long, default_value = logging::DEFAULT_LOG_DIR, env = "AKV_SYNC_LOG_DIR")]
+    #[arg(long, default_value = log::DEFAULT_LOG_DIR, env = "AKV_SYNC_LOG_DIR")]
     pub log_dir: PathBuf,
     /// Log to stderr only.
     #[arg(long)]
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
-    let logs = logging::init(&args.log, log_dir, parsed.settings.logging.as_ref());
+    let logs = log::init(&args.log, log_dir, parsed.settings.logging.as_ref());
     log_parsed(&parsed);
     let mut sinks: Vec<Arc<dyn StatusSink>> =
         vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sinks.push(Arc::new(VmAgentStatus::new(dir, seq, "Enable")));
     }
     let sink: Arc<dyn StatusSink> = Arc::new(Fanout(sinks));
-    let runtime = super::common::runtime()?;
+    let runtime = super::ports::runtime()?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new(parsed.settings.agent.expiry_warning_days));
         if let Some(q) = logs.fluentd {

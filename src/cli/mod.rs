@@ -1,12 +1,12 @@
 //! One module per subcommand. Each defines its clap `Args` and a `run` returning the exit code.
 
-pub mod common;
 pub mod convert;
 #[cfg(feature = "emulator")]
 pub mod demo;
 pub mod handler;
-pub mod load;
 pub mod once;
+pub mod ports;
 pub mod run;
+pub mod settings_file;
 pub mod status;
 pub mod validate;

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::cmd::load::load_or_exit;
-use crate::pemfile::leaf_not_after;
+use crate::cli::settings_file::load_or_exit;
+use crate::observe::expiry::leaf_not_after;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,6 +3,8 @@
 //! when `loggingSettings` asks. Never a secret value, key or token in a log line: the types
 //! that hold them redact their `Debug`, and no code logs them.
 
+pub mod fluentd;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,8 +15,6 @@ use akv_sync_config::LoggingSettings;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
-
-use crate::fluentd;
 
 /// The original extension's log folder.
 pub const DEFAULT_LOG_DIR: &str = "/var/log/azure/Microsoft.Azure.KeyVault.KeyVaultForLinux";

@@ -25,7 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::hook::Hooks;
+use crate::observe::hook::Hooks;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertLabels {
@@ -69,7 +69,7 @@ pub struct Metrics {
     hooks: Mutex<Option<Hooks>>,
     hook_seen: (AtomicU64, AtomicU64),
     hook_base: (AtomicU64, AtomicU64),
-    log_queue: Mutex<Option<Arc<crate::fluentd::Queue>>>,
+    log_queue: Mutex<Option<Arc<crate::log::fluentd::Queue>>>,
     log_seen: AtomicU64,
 }
 
@@ -195,7 +195,7 @@ impl Metrics {
     }
 
     /// Take the dropped-records count from this Fluentd queue at every scrape.
-    pub fn watch_log_queue(&self, queue: Arc<crate::fluentd::Queue>) {
+    pub fn watch_log_queue(&self, queue: Arc<crate::log::fluentd::Queue>) {
         *self.log_queue.lock().expect("log queue lock") = Some(queue);
     }
 
@@ -206,7 +206,7 @@ impl Metrics {
         if let Some(v) = cache.get(&key) {
             return *v;
         }
-        let v = crate::pemfile::leaf_not_after(&key.0);
+        let v = crate::observe::expiry::leaf_not_after(&key.0);
         cache.insert(key, v);
         v
     }

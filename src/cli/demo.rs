@@ -12,9 +12,9 @@ use akv_sync_actors::{Agent, Installed, Observer, State};
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::cmd::common::ports_with;
-use crate::local::net_for_emulator;
-use crate::logging::{self, LogArgs, LogFormat};
+use crate::azure::net::net_for_emulator;
+use crate::cli::ports::ports_with;
+use crate::log::{self, LogArgs, LogFormat};
 use crate::status::LogStatus;
 use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};
 use akv_sync_emulator::{EmulatorOptions, Seed};
@@ -102,7 +102,7 @@ fn settings_json(store: &Path) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    logging::init(
+    log::init(
         &LogArgs {
             log_format: LogFormat::Text,
             log: args.log.clone(),
@@ -191,7 +191,7 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
 
     println!("\n4. The store, {}:", store.display());
     print_tree(&store)?;
-    for row in crate::cmd::status::rows(&settings) {
+    for row in crate::cli::status::rows(&settings) {
         println!(
             "   {:<16} version {}  expires {}",
             row.certificate,

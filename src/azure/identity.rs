@@ -33,7 +33,7 @@ pub struct IdentityClient {
     kind: Kind,
     endpoint: String,
     arc_token_dir: PathBuf,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
 }
 
 enum Kind {
@@ -110,7 +110,7 @@ impl IdentityClient {
     /// Count every request in `metrics` (by HTTP status).
     pub fn with_metrics(
         mut self,
-        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+        metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
     ) -> Self {
         self.metrics = metrics;
         self

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use akv_sync_actors::{Observer, Ports, StatusSink};
 use akv_sync_config::Settings;
 
-use crate::identity::IdentityClient;
-use crate::install::StoreInstaller;
-use crate::metrics::Metrics;
-use crate::net::NetConfig;
-use crate::vault::KeyVaultClient;
+use crate::azure::identity::IdentityClient;
+use crate::azure::net::NetConfig;
+use crate::azure::vault::KeyVaultClient;
+use crate::observe::metrics::Metrics;
+use crate::store::install::StoreInstaller;
 
 /// The agent's tokio runtime (`run`, `once`; the scale bench builds the same one).
 ///
