@@ -18,13 +18,7 @@ enum Frame {
     },
 }
 
-fn child_path(parent: &str, key: &str) -> String {
-    if parent == crate::parse::ROOT_PATH {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
+use crate::json_path::{ROOT_PATH, at as child_path};
 
 /// The JSON path of each repeated key, in document order.
 /// `text` must be valid JSON (after [`crate::relax::relax`]); on anything else it stops early.
@@ -36,7 +30,7 @@ pub(crate) fn duplicate_keys(text: &str) -> Vec<String> {
     // The path of the value starting at the current position.
     let value_path = |stack: &[Frame]| -> String {
         match stack.last() {
-            None => crate::parse::ROOT_PATH.to_owned(),
+            None => ROOT_PATH.to_owned(),
             Some(Frame::Object { path, key, .. }) => child_path(path, key.as_deref().unwrap_or("")),
             Some(Frame::Array { path, index }) => format!("{path}[{index}]"),
         }

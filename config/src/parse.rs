@@ -13,14 +13,16 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::error::{ConfigError, ErrorKind, Parsed, Warning};
+use crate::json_path::{ROOT_PATH, at, idx};
+use crate::model::{
+    AclGrant, AgentSettings, DEFAULT_IMDS_ENDPOINT, DEFAULT_POLLING_INTERVAL, DEFAULT_STORE_V2,
+    DEFAULT_STORE_V3, ExtraOutputs, Hook, HookSpec, Identity, LoggingSettings, ObservedCertificate,
+    Principal, Schema, Settings, Wrapper,
+};
 use crate::names::{closest, describe, is_guid, is_placeholder, quote, unsafe_reason};
 use crate::relax::{Relaxed, relax};
 use crate::url::{certificate_url, identity_endpoint, logging_endpoint};
-use crate::{
-    AclGrant, AgentSettings, ConfigError, DEFAULT_IMDS_ENDPOINT, DEFAULT_POLLING_INTERVAL,
-    DEFAULT_STORE_V2, DEFAULT_STORE_V3, ErrorKind, ExtraOutputs, Hook, HookSpec, Identity,
-    LoggingSettings, ObservedCertificate, Parsed, Principal, Schema, Settings, Warning, Wrapper,
-};
 use extension::{agent, certificate_extension};
 use identity::{authentication, logging};
 use wrapper::locate;
@@ -28,9 +30,6 @@ use wrapper::locate;
 mod extension;
 mod identity;
 mod wrapper;
-
-/// The JSON path of the whole document.
-pub const ROOT_PATH: &str = "$";
 
 /// A polling interval below this many seconds is accepted with a warning.
 const MIN_QUIET_POLLING_S: u64 = 60;
@@ -134,18 +133,6 @@ impl Cx {
             self.warn(&at(path, key), message);
         }
     }
-}
-
-fn at(path: &str, key: &str) -> String {
-    if path.is_empty() || path == ROOT_PATH {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn idx(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
 }
 
 /// Parse settings text in any of the three wrappers and either schema.
@@ -722,7 +709,7 @@ fn v2_certificate(url: &str, path: &str, store: &Path, cx: &mut Cx) -> Option<Ob
     })
 }
 
-fn checked_url(raw: &str, path: &str, cx: &mut Cx) -> Option<crate::CertificateUrl> {
+fn checked_url(raw: &str, path: &str, cx: &mut Cx) -> Option<crate::model::CertificateUrl> {
     match certificate_url(raw) {
         Ok(noted) => {
             for note in noted.notes {

@@ -2,8 +2,9 @@
 //! endpoint. Hand-written rather than a general URL parser, because every way of being wrong
 //! needs its own error kind and message.
 
+use crate::error::ErrorKind;
+use crate::model::{CertificateUrl, Cloud};
 use crate::names::{is_placeholder, quote, unsafe_reason};
-use crate::{CertificateUrl, Cloud, ErrorKind};
 
 /// A failed check: the kind and the message (without the JSON path).
 pub(crate) type Failure = (ErrorKind, String);

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::generator::CertSpec;
-use super::server::Reply;
+use super::reply::Reply;
 use super::state::{Control, ControlError, Fault, IdentityRef, RateLimit, Shared};
 
 const MAX_BODY: usize = 1 << 20;

@@ -11,7 +11,7 @@ use hyper::header::WWW_AUTHENTICATE;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 
-use super::server::Reply;
+use super::reply::Reply;
 use super::state::{IdentityRef, Server, Shared, TokenInfo};
 use super::vault::query_param as query;
 

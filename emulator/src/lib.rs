@@ -16,6 +16,7 @@ mod admin;
 pub mod cli;
 pub mod generator;
 mod identity;
+mod reply;
 mod server;
 mod state;
 mod vault;

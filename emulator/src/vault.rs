@@ -8,7 +8,7 @@ use hyper::header::{HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
-use super::server::{Reply, request_host};
+use super::reply::{Reply, request_host};
 use super::state::{IdentityRef, Inner, Shared};
 
 /// A Key Vault cloud: its host suffix, token audience and login authority.

@@ -44,7 +44,7 @@ pub enum Found {
     Special,
 }
 
-/// Errors of [`crate::store::Store`].
+/// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A vault, certificate, version, link or output name that could escape the store folder

@@ -48,12 +48,9 @@ use zeroize::Zeroizing;
 
 pub use acl::{GrantKind, ResolvedGrant, resolve_grants};
 pub use error::{Found, NameKind, StoreError};
+pub use name::TEMP_PREFIX;
 
 use acl::{Acl, PERM_EXEC, PERM_READ};
-
-/// Prefix of every temporary file or link the store creates; [`Store::clean_temporaries`]
-/// removes what a crash left behind. Link, output and certificate names may not start with it.
-pub const TEMP_PREFIX: &str = ".akv-sync.tmp.";
 
 /// Mode of the store folder when akv-sync creates it.
 pub const FOLDER_MODE: u32 = 0o700;

@@ -7,8 +7,11 @@
 //! free-form file names (they may contain dots) but must stay a single component inside the
 //! folder and must not collide with the store's own names.
 
-use super::TEMP_PREFIX;
 use super::error::{NameKind, StoreError};
+
+/// Prefix of every temporary file or link the store creates; `Store::clean_temporaries`
+/// removes what a crash left behind. Link, output and certificate names may not start with it.
+pub const TEMP_PREFIX: &str = ".akv-sync.tmp.";
 
 /// Longest file name most Linux file systems accept.
 const NAME_MAX: usize = 255;

@@ -2,7 +2,7 @@
 //! message text.
 
 use super::*;
-use crate::Cloud;
+use crate::model::Cloud;
 
 const SMS: &str = "secretsManagementSettings";
 
