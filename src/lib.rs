@@ -13,6 +13,7 @@
 
 pub mod azure;
 pub mod cli;
+pub mod clock;
 pub mod log;
 pub mod observe;
 pub mod status;

@@ -118,7 +118,7 @@ impl From<crate::port::InstallError> for CheckError {
 
 /// The display id of a certificate in status messages and logs: `vault/name`.
 pub fn certificate_id(cert: &ObservedCertificate) -> String {
-    format!("{}/{}", cert.url.vault, cert.url.name)
+    cert.id()
 }
 
 /// One observed certificate's loop.

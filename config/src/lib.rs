@@ -11,6 +11,7 @@
 mod dupes;
 mod error;
 mod json_path;
+pub mod layout;
 mod model;
 mod names;
 mod parse;

@@ -107,11 +107,6 @@ impl CertificateUrl {
             None => format!("https://{}{}/secrets/{}", self.host, port, self.name),
         }
     }
-
-    /// The file-name stem used in the store: `{vault}.{name}`.
-    pub fn stem(&self) -> String {
-        format!("{}.{}", self.vault, self.name)
-    }
 }
 
 /// A user or group named in `acls`: a name, or a numeric id.

@@ -974,7 +974,10 @@ fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
     for (index, cert) in certificates.iter().enumerate() {
         let mut claims: Vec<(Cow<'_, str>, Claim)> = vec![(cert.url.stem().into(), Claim::Link)];
         if let Some(v) = &cert.url.version {
-            claims.push((format!("{}.{v}", cert.url.stem()).into(), Claim::File));
+            claims.push((
+                crate::layout::version_file(&cert.url.stem(), v).into(),
+                Claim::File,
+            ));
         }
         if let Some(link) = &cert.link_name {
             claims.push((link.as_str().into(), Claim::CustomLink));

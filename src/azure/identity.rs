@@ -33,7 +33,7 @@ pub struct IdentityClient {
     kind: Kind,
     endpoint: String,
     arc_token_dir: PathBuf,
-    metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
+    observer: Option<std::sync::Arc<dyn super::RequestObserver>>,
 }
 
 enum Kind {
@@ -103,28 +103,28 @@ impl IdentityClient {
             kind,
             endpoint: normalise_endpoint(&endpoint),
             arc_token_dir: PathBuf::from(ARC_TOKEN_DIR),
-            metrics: None,
+            observer: None,
         }
     }
 
-    /// Count every request in `metrics` (by HTTP status).
-    pub fn with_metrics(
+    /// Tell `observer` of every request (by HTTP status).
+    pub fn with_observer(
         mut self,
-        metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
+        observer: Option<std::sync::Arc<dyn super::RequestObserver>>,
     ) -> Self {
-        self.metrics = metrics;
+        self.observer = observer;
         self
     }
 
     /// Send, counting the outcome.
     async fn send(&self, req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
         let result = req.send().await;
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.observer {
             let status = match &result {
                 Ok(r) => r.status().as_str().to_owned(),
                 Err(_) => "error".to_owned(),
             };
-            m.request("identity", "", &status);
+            m.request(super::RequestTarget::Identity, "", &status);
         }
         result
     }

@@ -18,7 +18,7 @@ const MAX_BODY: usize = 64 * 1024;
 /// The Key Vault client (one per process; connections are pooled per vault host).
 pub struct KeyVaultClient {
     http: reqwest::Client,
-    metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
+    observer: Option<std::sync::Arc<dyn super::RequestObserver>>,
 }
 
 /// The secret's value, read only when the caller needs it (see [`Head`]).
@@ -63,22 +63,22 @@ impl KeyVaultClient {
     pub fn new(http: reqwest::Client) -> Self {
         KeyVaultClient {
             http,
-            metrics: None,
+            observer: None,
         }
     }
 
-    /// Count every request in `metrics` (by vault host and HTTP status).
-    pub fn with_metrics(
+    /// Tell `observer` of every request (by vault host and HTTP status).
+    pub fn with_observer(
         mut self,
-        metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
+        observer: Option<std::sync::Arc<dyn super::RequestObserver>>,
     ) -> Self {
-        self.metrics = metrics;
+        self.observer = observer;
         self
     }
 
     fn count(&self, host: &str, status: &str) {
-        if let Some(m) = &self.metrics {
-            m.request("vault", host, status);
+        if let Some(m) = &self.observer {
+            m.request(super::RequestTarget::Vault, host, status);
         }
     }
 }

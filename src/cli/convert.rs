@@ -6,7 +6,6 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use zeroize::Zeroizing;
@@ -46,9 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // A file saved by an editor or `az ... -o tsv` ends with a newline the vault did not hold.
     let value = value.trim_end_matches(['\n', '\r']);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::clock::now_unix();
     match material::convert(value, &args.content_type, now) {
         Ok(m) => {
             for w in &m.warnings {

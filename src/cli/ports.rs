@@ -5,10 +5,10 @@ use std::sync::Arc;
 use akv_sync_actors::{Observer, Ports, StatusSink};
 use akv_sync_config::Settings;
 
+use crate::azure::RequestObserver;
 use crate::azure::identity::IdentityClient;
 use crate::azure::net::NetConfig;
 use crate::azure::vault::KeyVaultClient;
-use crate::observe::metrics::Metrics;
 use crate::store::install::StoreInstaller;
 
 /// The agent's tokio runtime (`run`, `once`; the scale bench builds the same one).
@@ -49,12 +49,12 @@ pub fn ports(
     settings: &Settings,
     status: Arc<dyn StatusSink>,
     observer: Arc<dyn Observer>,
-    metrics: Option<Arc<Metrics>>,
+    requests: Option<Arc<dyn RequestObserver>>,
 ) -> anyhow::Result<RealPorts> {
     let http = NetConfig::from_env()?.client()?;
     let identity = IdentityClient::new(http.clone(), &settings.identity);
     Ok(assemble(
-        settings, http, identity, status, observer, metrics,
+        settings, http, identity, status, observer, requests,
     ))
 }
 
@@ -79,12 +79,12 @@ fn assemble(
     identity: IdentityClient,
     status: Arc<dyn StatusSink>,
     observer: Arc<dyn Observer>,
-    metrics: Option<Arc<Metrics>>,
+    requests: Option<Arc<dyn RequestObserver>>,
 ) -> RealPorts {
     tracing::info!(endpoint = identity.endpoint(), "identity endpoint");
     Ports {
-        tokens: Arc::new(identity.with_metrics(metrics.clone())),
-        secrets: Arc::new(KeyVaultClient::new(http).with_metrics(metrics)),
+        tokens: Arc::new(identity.with_observer(requests.clone())),
+        secrets: Arc::new(KeyVaultClient::new(http).with_observer(requests)),
         installer: Arc::new(StoreInstaller::new(settings)),
         status,
         observer,

@@ -13,8 +13,7 @@ use tracing::{error, info, warn};
 use crate::cli::ports::ports;
 use crate::cli::settings_file::{load_or_exit, load_settings, log_parsed};
 use crate::log::{self, LogArgs};
-use crate::observe::hook::Hooks;
-use crate::observe::metrics::{self, Metrics, Readiness};
+use crate::observe::Observability;
 use crate::status::{Fanout, LogStatus, Systemd, VmAgentStatus};
 
 #[derive(Debug, clap::Args)]
@@ -54,14 +53,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sink: Arc<dyn StatusSink> = Arc::new(Fanout(sinks));
     let runtime = super::ports::runtime()?;
     runtime.block_on(async move {
-        let metrics = Arc::new(Metrics::new(parsed.settings.agent.expiry_warning_days));
+        let observe = Observability::new(parsed.settings.agent.expiry_warning_days);
         if let Some(q) = logs.fluentd {
-            metrics.watch_log_queue(q);
+            observe.watch_log_queue(q);
         }
         Daemon {
             path: args.settings,
             sink,
-            metrics,
+            observe,
         }
         .run(parsed.settings)
         .await
@@ -71,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 struct Daemon {
     path: PathBuf,
     sink: Arc<dyn StatusSink>,
-    metrics: Arc<Metrics>,
+    observe: Observability,
 }
 
 /// Everything that lives as long as one set of agent-wide settings.
@@ -82,13 +81,12 @@ struct Running {
 
 impl Daemon {
     fn start(&self, settings: &Settings) -> anyhow::Result<Running> {
-        let (hooks, hooks_done) = Hooks::spawn(settings.agent.hook.clone());
-        self.metrics.watch_hooks(hooks);
+        let hooks_done = self.observe.start_hooks(settings.agent.hook.clone());
         let ports = ports(
             settings,
             self.sink.clone(),
-            self.metrics.clone(),
-            Some(self.metrics.clone()),
+            self.observe.observer(),
+            Some(self.observe.requests()),
         )?;
         Ok(Running {
             agent: Agent::start(settings, ports),
@@ -99,7 +97,7 @@ impl Daemon {
     async fn stop(&self, running: Running) {
         running.agent.shutdown().await;
         // The writer has ended: no batch can reach the hooks any more. Let queued hooks run.
-        self.metrics.stop_hooks();
+        self.observe.stop_hooks();
         let _ = running.hooks.await;
     }
 
@@ -108,22 +106,16 @@ impl Daemon {
         let gate: Arc<Mutex<GateHandle>> = Arc::new(Mutex::new(running.agent.gate().clone()));
         let cancel = CancellationToken::new();
         let server = match settings.agent.metrics_address {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await?;
-                info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-                let (m, g) = (self.metrics.clone(), gate.clone());
-                let interval = settings.polling_interval;
-                let ready: Readiness = Arc::new(move || {
-                    let gate = g.lock().expect("gate lock").clone();
-                    metrics::readiness(&gate, &m, interval)
-                });
-                Some(tokio::spawn(metrics::serve(
-                    listener,
-                    self.metrics.clone(),
-                    ready,
-                    cancel.clone(),
-                )))
-            }
+            Some(addr) => Some(
+                self.observe
+                    .serve(
+                        addr,
+                        gate.clone(),
+                        settings.polling_interval,
+                        cancel.clone(),
+                    )
+                    .await?,
+            ),
             None => None,
         };
         let mut term = signal(SignalKind::terminate())?;

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
+use akv_sync_config::layout;
 use serde::Serialize;
 
 use crate::cli::settings_file::load_or_exit;
@@ -41,26 +42,23 @@ fn link_target(link: &Path) -> Option<String> {
 }
 
 pub fn rows(settings: &akv_sync_config::Settings) -> Vec<Row> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
+    let now = crate::clock::now_unix();
     settings
         .certificates
         .iter()
         .map(|c| {
             let stem = c.url.stem();
-            let link = c.store.join(&stem);
+            let link = c.link_path();
             let target = link_target(&link);
             let version = target
                 .as_deref()
-                .and_then(|t| t.strip_prefix(&format!("{stem}.")))
+                .and_then(|t| layout::version_in(&stem, t))
                 .map(str::to_owned);
             let file = target.as_ref().map(|t| c.store.join(t));
             let not_after = file.as_deref().and_then(leaf_not_after);
-            let custom_link = c.link_name.as_ref().map(|l| c.store.join(l));
+            let custom_link = c.custom_link_path();
             Row {
-                certificate: format!("{}/{}", c.url.vault, c.url.name),
+                certificate: c.id(),
                 installed: version.is_some() && not_after.is_some(),
                 link,
                 version,

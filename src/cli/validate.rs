@@ -199,7 +199,7 @@ fn missing(entry: &str, what: &str, name: &str, cert: &ObservedCertificate) -> P
         format!(
             "found the {what} \"{name}\", which does not exist on this host; expected an existing {what} name or a numeric id. The certificate `{}` ({}) would fail; the others are not affected. Create it ({create} {name}), fix the name, or use --no-host-checks when validating for another machine",
             cert.json_path,
-            cert.url.stem()
+            cert.id()
         ),
     )
 }
@@ -366,12 +366,8 @@ fn hook_out(h: &HookSpec) -> HookOut {
 }
 
 fn certificate_out(c: &ObservedCertificate, acl_enabled: bool) -> CertificateOut {
-    let mut links = vec![c.store.join(c.url.stem()).display().to_string()];
-    links.extend(
-        c.link_name
-            .iter()
-            .map(|l| c.store.join(l).display().to_string()),
-    );
+    let mut links = vec![c.link_path().display().to_string()];
+    links.extend(c.custom_link_path().map(|l| l.display().to_string()));
     let acl = acl_enabled.then(|| {
         c.acls
             .iter()

@@ -99,7 +99,6 @@ pub async fn run_hook(spec: &HookSpec, env: &[(String, String)]) -> HookResult {
 /// The environment of a certificate's hook.
 pub fn certificate_env(i: &Installed) -> Vec<(String, String)> {
     let c = &i.cert;
-    let stem = c.url.stem();
     let store = c.store.display().to_string();
     vec![
         ("AKV_SYNC_VAULT".into(), c.url.vault.clone()),
@@ -112,20 +111,13 @@ pub fn certificate_env(i: &Installed) -> Vec<(String, String)> {
         ("AKV_SYNC_STORE".into(), store.clone()),
         (
             "AKV_SYNC_FILE".into(),
-            c.store
-                .join(format!("{stem}.{}", i.version))
-                .display()
-                .to_string(),
+            c.version_path(&i.version).display().to_string(),
         ),
-        (
-            "AKV_SYNC_LINK".into(),
-            c.store.join(&stem).display().to_string(),
-        ),
+        ("AKV_SYNC_LINK".into(), c.link_path().display().to_string()),
         (
             "AKV_SYNC_CUSTOM_LINK".into(),
-            c.link_name
-                .as_ref()
-                .map(|l| c.store.join(l).display().to_string())
+            c.custom_link_path()
+                .map(|l| l.display().to_string())
                 .unwrap_or_default(),
         ),
     ]
@@ -136,13 +128,11 @@ pub fn batch_env(batch: &[Installed]) -> Vec<(String, String)> {
     let lines: Vec<String> = batch
         .iter()
         .map(|i| {
-            let stem = i.cert.url.stem();
             format!(
-                "{}/{} {} {}",
-                i.cert.url.vault,
-                i.cert.url.name,
+                "{} {} {}",
+                i.cert.id(),
                 i.version,
-                i.cert.store.join(format!("{stem}.{}", i.version)).display()
+                i.cert.version_path(&i.version).display()
             )
         })
         .collect();
@@ -162,9 +152,12 @@ pub struct Hooks {
 
 impl Hooks {
     /// Start the hook actor; `global` runs once per batch.
-    pub fn spawn(global: Option<HookSpec>) -> (Hooks, tokio::task::JoinHandle<()>) {
+    /// `counters` outlive the actor (a reload starts a new one): metrics read running totals.
+    pub fn spawn(
+        global: Option<HookSpec>,
+        counters: Arc<HookCounters>,
+    ) -> (Hooks, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Installed>>();
-        let counters = Arc::new(HookCounters::default());
         let c = counters.clone();
         let has_global = global.is_some();
         let task = tokio::spawn(async move {
@@ -174,7 +167,7 @@ impl Hooks {
                         record(
                             &c,
                             "certificate",
-                            &format!("{}/{}", i.cert.url.vault, i.cert.url.name),
+                            &i.cert.id(),
                             run_hook(spec, &certificate_env(i)).await,
                         );
                     }

@@ -1,23 +1,15 @@
-//! Metrics (Prometheus text format) and health endpoints, on an opt-in loopback address
-//! (`akvSyncSettings.metricsAddress`).
-//!
-//! - `/metrics`: per certificate the installed version's expiry, the last successful check,
-//!   consecutive failures, installs; requests to Key Vault and to the identity service by
-//!   status; token refreshes; hook runs and failures; dropped log records; readiness.
-//! - `/healthz`: 200 while the process runs.
-//! - `/readyz`: 200 once the initial sync is done (the gate says `success`) and no certificate
-//!   is stale — its last successful check older than two polling intervals; else 503 with why.
-//!
-//! Also raises expiry warnings: when a check finds the installed version current (Key Vault
-//! has nothing newer) and it expires within the configured number of days.
+//! The Prometheus registry and what it counts: per certificate the installed version's expiry,
+//! the last successful check, consecutive failures, installs; requests to Key Vault and to the
+//! identity service by status; token refreshes; hook runs and failures; dropped log records;
+//! readiness. Served by `observe::http`; fed by the fan-out observer and the Azure clients
+//! (through [`crate::azure::RequestObserver`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use akv_sync_actors::{CheckOutcome, GateHandle, Installed, Observer, State};
+use akv_sync_actors::{CheckOutcome, Installed};
 use akv_sync_config::ObservedCertificate;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,7 +17,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::observe::hook::Hooks;
+use super::hook::HookCounters;
+use crate::azure::{RequestObserver, RequestTarget};
+use crate::clock::now_unix;
+use crate::log::fluentd::Queue;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertLabels {
@@ -33,18 +28,20 @@ struct CertLabels {
     name: String,
 }
 
+impl CertLabels {
+    fn of(cert: &ObservedCertificate) -> Self {
+        CertLabels {
+            vault: cert.url.vault.clone(),
+            name: cert.url.name.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     target: String,
     host: String,
     status: String,
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Everything `/metrics` shows, and the staleness `/readyz` needs.
@@ -61,20 +58,17 @@ pub struct Metrics {
     hook_failures: Counter,
     log_dropped: Counter,
     ready: Gauge,
-    expiry_cache: Mutex<HashMap<(PathBuf, String), Option<i64>>>,
-    last_success_at: Mutex<HashMap<CertLabels, i64>>,
-    expiry_warning_days: u32,
-    /// (certificate, version) already warned about, so that each is logged once.
-    warned: Mutex<std::collections::HashSet<(CertLabels, String)>>,
-    hooks: Mutex<Option<Hooks>>,
+    /// Last success per certificate id (the gate's ids), for `/readyz`.
+    last_success_at: Mutex<HashMap<String, i64>>,
+    hook_counters: Arc<HookCounters>,
     hook_seen: (AtomicU64, AtomicU64),
-    hook_base: (AtomicU64, AtomicU64),
-    log_queue: Mutex<Option<Arc<crate::log::fluentd::Queue>>>,
+    log_queue: Mutex<Option<Arc<Queue>>>,
     log_seen: AtomicU64,
 }
 
 impl Metrics {
-    pub fn new(expiry_warning_days: u32) -> Self {
+    /// Metrics whose hook counts are read from `hook_counters` at every scrape.
+    pub fn new(hook_counters: Arc<HookCounters>) -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
             expiry: Family::default(),
@@ -88,13 +82,9 @@ impl Metrics {
             hook_failures: Counter::default(),
             log_dropped: Counter::default(),
             ready: Gauge::default(),
-            expiry_cache: Mutex::new(HashMap::new()),
             last_success_at: Mutex::new(HashMap::new()),
-            expiry_warning_days,
-            warned: Mutex::new(std::collections::HashSet::new()),
-            hooks: Mutex::new(None),
+            hook_counters,
             hook_seen: (AtomicU64::new(0), AtomicU64::new(0)),
-            hook_base: (AtomicU64::new(0), AtomicU64::new(0)),
             log_queue: Mutex::new(None),
             log_seen: AtomicU64::new(0),
             registry: Registry::default(),
@@ -153,79 +143,64 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Send installed batches to this hook actor, and take its counts at every scrape.
-    pub fn watch_hooks(&self, hooks: Hooks) {
-        let mut h = self.hooks.lock().expect("hooks lock");
-        // Counts restart with a new hook actor; keep the running totals monotonic.
-        if let Some(old) = h.take() {
-            self.hook_base
-                .0
-                .fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.hook_base.1.fetch_add(
-                old.counters.failures.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
-        }
-        *h = Some(hooks);
-    }
-
-    /// Drop the hook actor's handle so that it ends once its queue is done.
-    pub fn stop_hooks(&self) {
-        let mut h = self.hooks.lock().expect("hooks lock");
-        if let Some(old) = h.take() {
-            self.hook_base
-                .0
-                .fetch_add(old.counters.runs.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.hook_base.1.fetch_add(
-                old.counters.failures.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    /// Count a request: `target` is `vault` or `identity`, `status` an HTTP status or `error`.
-    pub fn request(&self, target: &str, host: &str, status: &str) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                target: target.into(),
-                host: host.to_ascii_lowercase(),
-                status: status.into(),
-            })
-            .inc();
-    }
-
     /// Take the dropped-records count from this Fluentd queue at every scrape.
-    pub fn watch_log_queue(&self, queue: Arc<crate::log::fluentd::Queue>) {
+    pub fn watch_log_queue(&self, queue: Arc<Queue>) {
         *self.log_queue.lock().expect("log queue lock") = Some(queue);
     }
 
-    /// Expiry of a version file, read once per version.
-    fn file_expiry(&self, store: &Path, file: &str, version: &str) -> Option<i64> {
-        let key = (store.join(file), version.to_owned());
-        let mut cache = self.expiry_cache.lock().expect("expiry cache lock");
-        if let Some(v) = cache.get(&key) {
-            return *v;
+    /// A check ended.
+    pub fn checked(&self, cert: &ObservedCertificate, outcome: &CheckOutcome) {
+        let labels = CertLabels::of(cert);
+        match outcome {
+            CheckOutcome::Current { .. } | CheckOutcome::Updated { .. } => {
+                let now = now_unix();
+                self.last_success.get_or_create(&labels).set(now);
+                self.failures.get_or_create(&labels).set(0);
+                self.last_success_at
+                    .lock()
+                    .expect("last success lock")
+                    .insert(cert.id(), now);
+            }
+            CheckOutcome::Failed { consecutive, .. } => {
+                self.failures
+                    .get_or_create(&labels)
+                    .set(i64::from(*consecutive));
+            }
         }
-        let v = crate::observe::expiry::leaf_not_after(&key.0);
-        cache.insert(key, v);
-        v
+    }
+
+    /// The installed version's expiry, and whether it is within the warning window.
+    pub fn expiry(&self, cert: &ObservedCertificate, not_after: i64, expiring: bool) {
+        let labels = CertLabels::of(cert);
+        self.expiry.get_or_create(&labels).set(not_after);
+        self.expiring
+            .get_or_create(&labels)
+            .set(i64::from(expiring));
+    }
+
+    pub fn token_refreshed(&self) {
+        self.token_refreshes.inc();
+    }
+
+    pub fn installed_batch(&self, batch: &[Installed]) {
+        for i in batch {
+            self.installs.get_or_create(&CertLabels::of(&i.cert)).inc();
+        }
     }
 
     /// Render `/metrics`.
     pub fn render(&self, ready: bool) -> String {
         self.ready.set(i64::from(ready));
-        if let Some(h) = self.hooks.lock().expect("hooks lock").as_ref() {
-            sync_counter(
-                &self.hook_runs,
-                &self.hook_seen.0,
-                h.counters.runs.load(Ordering::Relaxed),
-            );
-            sync_counter(
-                &self.hook_failures,
-                &self.hook_seen.1,
-                h.counters.failures.load(Ordering::Relaxed),
-            );
-        }
+        sync_counter(
+            &self.hook_runs,
+            &self.hook_seen.0,
+            self.hook_counters.runs.load(Ordering::Relaxed),
+        );
+        sync_counter(
+            &self.hook_failures,
+            &self.hook_seen.1,
+            self.hook_counters.failures.load(Ordering::Relaxed),
+        );
         if let Some(q) = self.log_queue.lock().expect("log queue lock").as_ref() {
             sync_counter(
                 &self.log_dropped,
@@ -239,22 +214,28 @@ impl Metrics {
         out
     }
 
-    /// Certificates whose last success is older than `max_age` (never succeeded counts).
+    /// Certificates (by id) whose last success is older than `max_age` (never succeeded
+    /// counts).
     pub fn stale(&self, certificates: &[String], max_age: Duration) -> Vec<String> {
         let last = self.last_success_at.lock().expect("last success lock");
-        let limit = now_unix() - max_age.as_secs() as i64;
+        let limit = now_unix().saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
         certificates
             .iter()
-            .filter(|id| {
-                let (vault, name) = id.split_once('/').unwrap_or((id, ""));
-                last.get(&CertLabels {
-                    vault: vault.into(),
-                    name: name.into(),
-                })
-                .is_none_or(|t| *t < limit)
-            })
+            .filter(|id| last.get(*id).is_none_or(|t| *t < limit))
             .cloned()
             .collect()
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn request(&self, target: RequestTarget, host: &str, status: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                target: target.label().into(),
+                host: host.to_ascii_lowercase(),
+                status: status.into(),
+            })
+            .inc();
     }
 }
 
@@ -264,143 +245,4 @@ fn sync_counter(counter: &Counter, seen: &AtomicU64, total: u64) {
     if total > before {
         counter.inc_by(total - before);
     }
-}
-
-impl Observer for Metrics {
-    fn checked(&self, cert: &ObservedCertificate, outcome: &CheckOutcome) {
-        let labels = CertLabels {
-            vault: cert.url.vault.clone(),
-            name: cert.url.name.clone(),
-        };
-        match outcome {
-            CheckOutcome::Current { version } | CheckOutcome::Updated { version, .. } => {
-                let now = now_unix();
-                self.last_success.get_or_create(&labels).set(now);
-                self.failures.get_or_create(&labels).set(0);
-                self.last_success_at
-                    .lock()
-                    .expect("last success lock")
-                    .insert(labels.clone(), now);
-                let file = format!("{}.{version}", cert.url.stem());
-                if let Some(not_after) = self.file_expiry(&cert.store, &file, version) {
-                    self.expiry.get_or_create(&labels).set(not_after);
-                    let window = i64::from(self.expiry_warning_days) * 86_400;
-                    // Both outcomes mean the installed version is Key Vault's newest.
-                    let expiring = not_after - now < window;
-                    self.expiring
-                        .get_or_create(&labels)
-                        .set(i64::from(expiring));
-                    // Each (certificate, version) is warned about once.
-                    let first_time = expiring
-                        && self
-                            .warned
-                            .lock()
-                            .expect("warned lock")
-                            .insert((labels.clone(), version.clone()));
-                    if first_time {
-                        tracing::warn!(vault = %cert.url.vault, name = %cert.url.name, version = %version,
-                            days_left = (not_after - now) / 86_400,
-                            "certificate expires within {} days and Key Vault has no newer version: renew it in Key Vault",
-                            self.expiry_warning_days);
-                    }
-                }
-            }
-            CheckOutcome::Failed { consecutive, .. } => {
-                self.failures
-                    .get_or_create(&labels)
-                    .set(i64::from(*consecutive));
-            }
-        }
-    }
-
-    fn token_refreshed(&self) {
-        self.token_refreshes.inc();
-    }
-
-    fn installed_batch(&self, batch: &[Installed]) {
-        for i in batch {
-            self.installs
-                .get_or_create(&CertLabels {
-                    vault: i.cert.url.vault.clone(),
-                    name: i.cert.url.name.clone(),
-                })
-                .inc();
-        }
-        if let Some(h) = self.hooks.lock().expect("hooks lock").as_ref() {
-            h.changed(batch);
-        }
-    }
-}
-
-/// `/readyz`'s verdict.
-pub fn readiness(
-    gate: &GateHandle,
-    metrics: &Metrics,
-    polling_interval: Duration,
-) -> Result<(), String> {
-    let view = gate.view();
-    if view.status.state != State::Success {
-        return Err(format!("not ready: {}", view.status.message));
-    }
-    let ids: Vec<String> = view.certificates.keys().cloned().collect();
-    let stale = metrics.stale(&ids, polling_interval * 2);
-    if stale.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "not ready: no successful check for over two polling intervals: {}",
-            stale.join(", ")
-        ))
-    }
-}
-
-/// Decides `/readyz`: `Ok` when ready, else why not.
-pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
-
-/// Serve `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    ready: Readiness,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-    let r = ready.clone();
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let r = r.clone();
-                async move {
-                    match r() {
-                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let (m, r) = (metrics.clone(), ready.clone());
-                async move {
-                    // Rendering may read installed files (expiry): off the async threads.
-                    let text = tokio::task::spawn_blocking(move || m.render(r().is_ok()))
-                        .await
-                        .unwrap_or_default();
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text,
-                    )
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

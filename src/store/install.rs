@@ -45,13 +45,6 @@ fn folder_id(path: &std::path::Path) -> Option<(u64, u64)> {
 /// How long a store folder must have been left alone before its stamp is trusted.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl StoreInstaller {
     pub fn new(settings: &Settings) -> Self {
         StoreInstaller {
@@ -111,12 +104,7 @@ fn is_fatal(e: &store::StoreError) -> bool {
 }
 
 fn store_error(cert: &ObservedCertificate, e: store::StoreError) -> InstallError {
-    let message = format!(
-        "{}/{}: {}",
-        cert.url.vault,
-        cert.url.name,
-        crate::azure::identity::error_chain(&e)
-    );
+    let message = format!("{}: {}", cert.id(), crate::azure::identity::error_chain(&e));
     if is_fatal(&e) {
         InstallError::fatal(message)
     } else {
@@ -132,13 +120,18 @@ impl Installer for StoreInstaller {
         cert: &ObservedCertificate,
         secret: SecretBundle,
     ) -> Result<Prepared, InstallError> {
-        let m =
-            material::convert(&secret.value, &secret.content_type, now_unix()).map_err(|e| {
-                InstallError::retryable(format!(
-                    "{}/{} version {}: {e}; the installed files stay as they are",
-                    cert.url.vault, cert.url.name, secret.version
-                ))
-            })?;
+        let m = material::convert(
+            &secret.value,
+            &secret.content_type,
+            crate::clock::now_unix(),
+        )
+        .map_err(|e| {
+            InstallError::retryable(format!(
+                "{} version {}: {e}; the installed files stay as they are",
+                cert.id(),
+                secret.version
+            ))
+        })?;
         for w in &m.warnings {
             warn!(vault = %cert.url.vault, name = %cert.url.name, version = %secret.version, "{w}");
         }

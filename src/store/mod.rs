@@ -42,6 +42,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use akv_sync_config::layout;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RenameFlags, Stat};
 use rustix::io::Errno;
 use zeroize::Zeroizing;
@@ -336,11 +337,11 @@ impl Store {
     pub fn current(&self, vault: &str, name: &str) -> Result<Option<Installed>, StoreError> {
         name::check_part(NameKind::Vault, vault)?;
         name::check_part(NameKind::Certificate, name)?;
-        let stem = format!("{vault}.{name}");
+        let stem = layout::stem(vault, name);
         let Some(version) = self.link_version(&stem)? else {
             return Ok(None);
         };
-        let file = format!("{stem}.{version}");
+        let file = layout::version_file(&stem, &version);
         match self.open_ours(&file)? {
             None => Ok(None),
             Some(f) => Ok(Some(Installed {
@@ -357,7 +358,7 @@ impl Store {
         name::check_part(NameKind::Vault, vault)?;
         name::check_part(NameKind::Certificate, name)?;
         Ok(self
-            .versions_by_age(&format!("{vault}.{name}"))?
+            .versions_by_age(&layout::stem(vault, name))?
             .into_iter()
             .map(|(_, v)| v)
             .collect())
@@ -469,8 +470,8 @@ impl Store {
         name::check_part(NameKind::Vault, req.vault)?;
         name::check_part(NameKind::Certificate, req.name)?;
         name::check_part(NameKind::Version, req.version)?;
-        let stem = format!("{}.{}", req.vault, req.name);
-        let file = format!("{stem}.{}", req.version);
+        let stem = layout::stem(req.vault, req.name);
+        let file = layout::version_file(&stem, req.version);
         if file.len() > 255 {
             return Err(StoreError::UnsafeName {
                 kind: NameKind::Version,

@@ -1,0 +1,85 @@
+//! The store's names — the one place that knows them (SPEC §3). Every other module asks here:
+//!
+//! ```text
+//! <store>/<vault>.<name>             link -> <vault>.<name>.<version>
+//! <store>/<vault>.<name>.<version>   the full-chain PEM of that version
+//! <store>/<customSymbolicLinkName>   link -> <vault>.<name>.<version> (when set)
+//! ```
+//! and the certificate's id in logs, status, metrics and hooks: `<vault>/<name>`.
+
+use std::path::PathBuf;
+
+use crate::model::{CertificateUrl, ObservedCertificate};
+
+/// `<vault>.<name>`: the link's name, and the prefix of every version file.
+pub fn stem(vault: &str, name: &str) -> String {
+    format!("{vault}.{name}")
+}
+
+/// `<stem>.<version>`: the file of one version.
+pub fn version_file(stem: &str, version: &str) -> String {
+    format!("{stem}.{version}")
+}
+
+/// The version in a file name or link target `<stem>.<version>`, if it is one of `stem`'s.
+pub fn version_in<'a>(stem: &str, file: &'a str) -> Option<&'a str> {
+    file.strip_prefix(stem)?
+        .strip_prefix('.')
+        .filter(|v| !v.is_empty())
+}
+
+/// `<vault>/<name>`: how logs, status, metrics and hooks name a certificate.
+pub fn id(vault: &str, name: &str) -> String {
+    format!("{vault}/{name}")
+}
+
+impl CertificateUrl {
+    /// The file-name stem used in the store: `{vault}.{name}`.
+    pub fn stem(&self) -> String {
+        stem(&self.vault, &self.name)
+    }
+}
+
+impl ObservedCertificate {
+    /// `<vault>/<name>`.
+    pub fn id(&self) -> String {
+        id(&self.url.vault, &self.url.name)
+    }
+
+    /// `<store>/<vault>.<name>`: the link to the current version.
+    pub fn link_path(&self) -> PathBuf {
+        self.store.join(self.url.stem())
+    }
+
+    /// `<vault>.<name>.<version>`.
+    pub fn version_file(&self, version: &str) -> String {
+        version_file(&self.url.stem(), version)
+    }
+
+    /// `<store>/<vault>.<name>.<version>`.
+    pub fn version_path(&self, version: &str) -> PathBuf {
+        self.store.join(self.version_file(version))
+    }
+
+    /// `<store>/<customSymbolicLinkName>`, when set.
+    pub fn custom_link_path(&self) -> Option<PathBuf> {
+        self.link_name.as_ref().map(|l| self.store.join(l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_read_back_only_from_its_own_certificates_files() {
+        let s = stem("exampleVault", "web");
+        assert_eq!(s, "exampleVault.web");
+        let f = version_file(&s, "0123abcd");
+        assert_eq!(version_in(&s, &f), Some("0123abcd"));
+        assert_eq!(version_in(&s, "exampleVault.webapi.0123"), None);
+        assert_eq!(version_in(&s, "exampleVault.web."), None);
+        assert_eq!(version_in(&s, "exampleVault.web"), None);
+        assert_eq!(id("exampleVault", "web"), "exampleVault/web");
+    }
+}
