@@ -18,6 +18,7 @@ mod identity;
 mod server;
 mod state;
 mod vault;
+mod x509;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
