@@ -17,6 +17,7 @@ pub mod material;
 pub mod metrics;
 pub mod net;
 pub mod pemfile;
+pub mod proxy;
 pub mod status;
 pub mod store;
 pub mod vault;

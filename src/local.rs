@@ -17,6 +17,7 @@ pub fn net_for_emulator(vault_addr: SocketAddr, ca_pem: &str) -> NetConfig {
         extra_ca_pem: Some(ca_pem.as_bytes().to_vec()),
         extra_ca_path: Some("<emulator CA>".into()),
         request_timeout: None,
+        proxy: None,
     }
 }
 
