@@ -237,8 +237,8 @@ impl World {
 
     /// `akv-sync once` with `AKV_SYNC_CONNECT_TO=connect_to` and `env` set (every proxy
     /// variable not in `env` removed); checks both certificates were installed and returns
-    /// squid's access log, squid stopped.
-    fn once(self, connect_to: &str, env: &[(&str, String)]) -> Vec<String> {
+    /// squid's access log (squid stopped) and the agent's output.
+    fn once(self, connect_to: &str, env: &[(&str, String)]) -> (Vec<String>, String) {
         let mut cmd = Command::new(BIN);
         cmd.args(["once", "--settings"])
             .arg(&self.settings)
@@ -277,12 +277,15 @@ impl World {
             ..
         } = self;
         let log = squid.stop();
+        let output = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             out.status.code(),
             Some(0),
-            "once failed:\n{}\n{}\nproxy log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
+            "once failed:\n{output}\nproxy log:\n{}",
             log.join("\n")
         );
         // The identity endpoint was reached (directly: see the proxy's log).
@@ -293,14 +296,15 @@ impl World {
             assert!(counters.vault_requests(vault, Some(200)) >= 1, "{vault}");
         }
         rt.block_on(emu.shutdown());
-        log
+        (log, output)
     }
 }
 
 #[test]
 fn agent_installs_through_an_https_proxy_and_reaches_the_identity_endpoint_directly() {
     let world = World::start();
-    let proxy_url = format!("http://127.0.0.1:{}", world.squid.port);
+    // With credentials (squid asks for none and ignores them): used, never shown.
+    let proxy_url = format!("http://akv:pr0xy-s3cret@127.0.0.1:{}", world.squid.port);
     // Every variable names squid, as a systemd DefaultEnvironment= line would: the identity
     // endpoint (plain http on loopback) must still be reached directly. A vault request that
     // skipped the proxy would meet a closed port.
@@ -308,7 +312,14 @@ fn agent_installs_through_an_https_proxy_and_reaches_the_identity_endpoint_direc
         .into_iter()
         .map(|var| (var, proxy_url.clone()))
         .collect();
-    let log = world.once("*.vault.azure.net=127.0.0.1:1", &env);
+    let port = world.squid.port;
+    let (log, output) = world.once("*.vault.azure.net=127.0.0.1:1", &env);
+    assert!(
+        output.contains("Key Vault requests go through an HTTPS proxy")
+            && output.contains(&format!("http://127.0.0.1:{port}/")),
+        "{output}"
+    );
+    assert!(!output.contains("pr0xy-s3cret"), "{output}");
 
     // The proxy carried each vault's traffic as a CONNECT tunnel, and nothing else.
     let tunnels: Vec<String> = VAULTS
@@ -343,7 +354,7 @@ fn only_the_vault_hosts_outside_no_proxy_go_through_the_proxy() {
         ("https_proxy", proxy_url),
         ("no_proxy", "localhost,myvault.vault.azure.net".to_owned()),
     ];
-    let log = world.once(&connect_to, &env);
+    let (log, _) = world.once(&connect_to, &env);
     assert!(
         log.iter()
             .any(|l| l.contains(" CONNECT other.vault.azure.net:443 ")),
