@@ -11,11 +11,15 @@
 //! on `localhost:40342`; a proxy would either fail them or see the token. Only the Key Vault
 //! client ([`crate::net::NetConfig::vault_client`]) is given the proxy.
 //!
-//! Azure Arc: `azcmagent_proxy add URL` (the Connected Machine agent's environment-variable
-//! method) writes the proxy into systemd's `DefaultEnvironment=` for every service, so it
-//! reaches this one as `https_proxy`. The agent-specific `azcmagent config set proxy.url` is the
-//! agent's own setting; Microsoft documents that extensions do not all inherit it, and it does
-//! not reach this service: set the unit's `Environment=` lines (see the README).
+//! Azure Arc has two ways to set the Connected Machine agent's proxy, and both reach us:
+//! - `azcmagent_proxy add URL` (the environment method) writes the proxy into systemd's
+//!   `DefaultEnvironment=` for every service, so it arrives here as `https_proxy`;
+//! - `azcmagent config set proxy.url URL` (the agent-specific method, preferred since agent
+//!   1.13) stores it as `"proxy.url"` in `/var/opt/azcmagent/localconfig.json`. Extensions are
+//!   not given it: each reads that file, as Microsoft's Azure Monitor Agent extension does. So
+//!   do we, when no proxy variable is set (variables set for this service come first).
+//!   `"proxy.bypass"` there lists Arc's own service groups (`AAD`, `ARM`, `Arc`, `AMA`…), none
+//!   of which is Key Vault: exceptions for Key Vault go in `NO_PROXY`.
 
 /// Why the proxy variables could not be used. Values are shown without their credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +33,11 @@ pub enum ProxyError {
     )]
     UnsupportedScheme { var: &'static str, scheme: String },
 }
+
+/// The Connected Machine agent's local settings (`azcmagent config set …`) on Arc servers.
+pub const ARC_LOCAL_CONFIG: &str = "/var/opt/azcmagent/localconfig.json";
+/// How a proxy from [`ARC_LOCAL_CONFIG`] is named in logs and errors.
+const ARC_SOURCE: &str = "proxy.url of /var/opt/azcmagent/localconfig.json (azcmagent config)";
 
 /// The proxy variables, in the order they are looked up.
 const PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
@@ -55,9 +64,52 @@ impl std::fmt::Debug for ProxyConfig {
 }
 
 impl ProxyConfig {
-    /// From the process environment; `None` when no proxy variable is set (or all are empty).
+    /// From the process environment, else (on Arc servers) the Connected Machine agent's
+    /// `proxy.url`; `None` when neither names a proxy.
     pub fn from_env() -> Result<Option<ProxyConfig>, ProxyError> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_sources(
+            |name| std::env::var(name).ok(),
+            std::path::Path::new(ARC_LOCAL_CONFIG),
+        )
+    }
+
+    /// From the variables `get` returns, else from `proxy.url` in `arc_config` (an absent,
+    /// unreadable or unparsable file, or an empty `proxy.url`, means no proxy from there; the
+    /// file belongs to another agent, so its problems are logged, not fatal).
+    pub fn from_sources(
+        get: impl Fn(&str) -> Option<String>,
+        arc_config: &std::path::Path,
+    ) -> Result<Option<ProxyConfig>, ProxyError> {
+        if let Some(found) = Self::from_vars(&get)? {
+            return Ok(Some(found));
+        }
+        let text = match std::fs::read(arc_config) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                tracing::warn!(file = %arc_config.display(), error = %e, "cannot read the Arc agent's settings: its proxy.url is not used");
+                return Ok(None);
+            }
+        };
+        let url = match serde_json::from_slice::<serde_json::Value>(&text) {
+            Ok(json) => json
+                .get("proxy.url")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            Err(e) => {
+                tracing::warn!(file = %arc_config.display(), error = %e, "the Arc agent's settings are not JSON: its proxy.url is not used");
+                return Ok(None);
+            }
+        };
+        match url {
+            Some(url) if !url.trim().is_empty() => {
+                let no_proxy = NO_PROXY_VARS
+                    .iter()
+                    .find_map(|&var| get(var).filter(|v| !v.trim().is_empty()));
+                Self::parse(ARC_SOURCE, &url, no_proxy).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// From `get` (the environment, or a test's map).
@@ -71,6 +123,16 @@ impl ProxyConfig {
         else {
             return Ok(None);
         };
+        let no_proxy = NO_PROXY_VARS.iter().find_map(|&var| non_empty(var));
+        Self::parse(source, &value, no_proxy).map(Some)
+    }
+
+    /// `value` (from `source`) as the proxy's URL.
+    fn parse(
+        source: &'static str,
+        value: &str,
+        no_proxy: Option<String>,
+    ) -> Result<ProxyConfig, ProxyError> {
         let value = value.trim();
         // curl's reading: no scheme means http.
         let with_scheme = if value.contains("://") {
@@ -95,12 +157,11 @@ impl ProxyConfig {
         if url.host_str().is_none_or(str::is_empty) || url.path() != "/" || url.query().is_some() {
             return Err(bad());
         }
-        let no_proxy = NO_PROXY_VARS.iter().find_map(|&var| non_empty(var));
-        Ok(Some(ProxyConfig {
+        Ok(ProxyConfig {
             url,
             source,
             no_proxy,
-        }))
+        })
     }
 
     /// The proxy's URL without credentials, for logs and messages.
@@ -207,6 +268,58 @@ mod tests {
             }
         ));
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    fn with_arc_config(
+        vars: &[(&str, &str)],
+        file: Option<&str>,
+    ) -> Result<Option<ProxyConfig>, ProxyError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("localconfig.json");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ProxyConfig::from_sources(|name| map.get(name).cloned(), &path)
+    }
+
+    #[test]
+    fn arc_agents_proxy_url_is_used_when_no_variable_is_set() {
+        // As `azcmagent config set proxy.url` writes it (bypass lists Arc's own groups).
+        let file = r#"{"proxy.url":"http://arcproxy.contoso:8080","proxy.bypass":["Arc"],"extensions.enabled":"true"}"#;
+        let p = with_arc_config(&[("NO_PROXY", "localhost")], Some(file))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.shown(), "http://arcproxy.contoso:8080/");
+        assert_eq!(p.source, ARC_SOURCE);
+        assert_eq!(p.no_proxy.as_deref(), Some("localhost"));
+        // A variable set for this service comes first.
+        let p = with_arc_config(&[("HTTPS_PROXY", "http://unit:3128")], Some(file))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.source, "HTTPS_PROXY");
+    }
+
+    #[test]
+    fn no_usable_arc_proxy_url_means_no_proxy() {
+        for file in [
+            None,
+            Some(r#"{"proxy.url":""}"#),
+            Some(r#"{"proxy.bypass":[]}"#),
+            Some("not json"),
+            Some(r#"{"proxy.url":42}"#),
+        ] {
+            assert_eq!(with_arc_config(&[], file), Ok(None), "{file:?}");
+        }
+    }
+
+    #[test]
+    fn bad_arc_proxy_url_is_refused_naming_the_file() {
+        let err = with_arc_config(&[], Some(r#"{"proxy.url":"socks5://p:1080"}"#)).unwrap_err();
+        assert!(matches!(err, ProxyError::UnsupportedScheme { var, .. } if var == ARC_SOURCE));
     }
 
     #[test]
