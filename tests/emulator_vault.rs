@@ -173,6 +173,39 @@ async fn missing_or_too_old_api_version_is_a_bad_request() {
 }
 
 #[tokio::test]
+async fn date_style_api_versions_are_served_and_malformed_ones_refused() {
+    let (h, _) = with_cert(Format::Pem).await;
+    let token = h.imds_token(PUBLIC, None).await;
+    // Today's SDKs send date-style versions; the agent sends its own 7.x one.
+    for v in [
+        "2025-07-01",
+        "2026-04-01",
+        "7.0",
+        "7.6",
+        akv_sync::azure::vault::API_VERSION,
+    ] {
+        let url = format!("https://myvault.vault.azure.net/secrets/c1?api-version={v}");
+        let resp = h.vault_get(&url, Some(&token)).await;
+        assert_eq!(resp.status(), 200, "{v}");
+    }
+    for v in [
+        "2025-13-01",
+        "2025-02-30",
+        "2025-7-1",
+        "20250701",
+        "2025-07-01x",
+        "2025-07-01-",
+        "v2025-07-01",
+        "7.6.1",
+    ] {
+        let url = format!("https://myvault.vault.azure.net/secrets/c1?api-version={v}");
+        let resp = h.vault_get(&url, Some(&token)).await;
+        assert_eq!(resp.status(), 400, "{v}");
+        assert_eq!(error_codes(resp).await.0, "BadParameter", "{v}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_and_expired_tokens_get_401_with_the_challenge() {
     let (h, _) = with_cert(Format::Pem).await;
     let url = "https://myvault.vault.azure.net/secrets/c1?api-version=7.4";

@@ -7,7 +7,14 @@ use base64::Engine;
 
 #[test]
 fn every_generated_shape_converts_to_its_chain_in_order() {
-    let kinds = [KeyKind::Rsa2048, KeyKind::EcP256, KeyKind::EcP384];
+    // Each kind is also the next one's issuer: P-521 and secp256k1 sign chains too.
+    let kinds = [
+        KeyKind::Rsa2048,
+        KeyKind::EcP256,
+        KeyKind::EcP384,
+        KeyKind::EcP521,
+        KeyKind::EcP256K,
+    ];
     for (i, key) in kinds.into_iter().enumerate() {
         for chain_len in 1..=4u8 {
             let spec = CertSpec {

@@ -49,14 +49,33 @@ enum Alg {
     Rsa4096,
     P256,
     P384,
+    /// secp521r1: ring has no P-521.
+    P521,
+    /// secp256k1 (Key Vault's `P-256K`): ring has none either.
+    P256K,
 }
-const ALL_ALGS: [Alg; 5] = [
+const ALL_ALGS: [Alg; 7] = [
     Alg::Rsa2048,
     Alg::Rsa3072,
     Alg::Rsa4096,
     Alg::P256,
     Alg::P384,
+    Alg::P521,
+    Alg::P256K,
 ];
+
+impl Alg {
+    /// openssl's name of an EC algorithm's curve.
+    fn curve(self) -> Option<&'static str> {
+        match self {
+            Alg::P256 => Some("P-256"),
+            Alg::P384 => Some("P-384"),
+            Alg::P521 => Some("secp521r1"),
+            Alg::P256K => Some("secp256k1"),
+            Alg::Rsa2048 | Alg::Rsa3072 | Alg::Rsa4096 => None,
+        }
+    }
+}
 
 struct Fixtures {
     dir: tempfile::TempDir,
@@ -96,6 +115,8 @@ fn fixtures() -> &'static Fixtures {
             gen_key("Rsa2048.key", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
             gen_key("P256.key", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
             gen_key("P384.key", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]);
+            gen_key("P521.key", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:secp521r1"]);
+            gen_key("P256K.key", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:secp256k1"]);
             for level in 0..4 {
                 gen_key(
                     &format!("ca{level}.key"),
@@ -355,7 +376,13 @@ fn every_key_algorithm_converts_from_pfx_and_from_pem() {
 
 #[test]
 fn pkcs1_and_sec1_keys_come_out_as_pkcs8() {
-    for (alg, tool) in [(Alg::Rsa2048, "rsa"), (Alg::P256, "ec"), (Alg::P384, "ec")] {
+    for (alg, tool) in [
+        (Alg::Rsa2048, "rsa"),
+        (Alg::P256, "ec"),
+        (Alg::P384, "ec"),
+        (Alg::P521, "ec"),
+        (Alg::P256K, "ec"),
+    ] {
         let c = chain(alg, 2);
         let traditional =
             String::from_utf8(openssl(&["pkey", "-in", p(&c.key), "-traditional"])).unwrap();
@@ -549,6 +576,61 @@ fn key_of_another_certificate_is_refused() {
 }
 
 #[test]
+fn p521_and_secp256k1_keys_of_another_certificate_are_refused() {
+    for alg in [Alg::P521, Alg::P256K] {
+        let ours = chain(alg, 2);
+        // Another key on the same curve, made by `openssl req -newkey` as users do.
+        let dir = fixtures().scratch();
+        let (other_key, other_cert) = (dir.join("other.key"), dir.join("other.pem"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{}", alg.curve().unwrap()),
+            "-nodes",
+            "-keyout",
+            p(&other_key),
+            "-subj",
+            "/CN=other",
+            "-days",
+            "30",
+            "-out",
+            p(&other_cert),
+        ]);
+        let other_key = std::fs::read_to_string(&other_key).unwrap();
+        let pem = other_key.clone() + &ours.pem(0) + &ours.pem(1);
+        assert_eq!(
+            material::convert(&pem, PEM, now()).unwrap_err(),
+            MaterialError::KeyMatchesNoCertificate { certificates: 2 },
+            "{alg:?} PEM"
+        );
+        // The same mismatch inside a PFX (openssl refuses to write one: the emulator's
+        // Key Vault-style writer does not check).
+        let other_pkcs8 = pem::parse(&other_key).unwrap().into_contents();
+        let mixed = akv_sync_emulator::generator::Generated {
+            certs_der: vec![ours.der(0), ours.der(1)],
+            key_pkcs8_der: other_pkcs8.into(),
+            not_before: 0,
+            not_after: 0,
+        };
+        let value = base64::engine::general_purpose::STANDARD
+            .encode(akv_sync_emulator::generator::to_pkcs12(&mixed).unwrap());
+        let err = material::convert(&value, PFX, now()).unwrap_err();
+        assert!(
+            matches!(err, MaterialError::KeyMatchesNoCertificate { .. }),
+            "{alg:?} PFX: {err:?}"
+        );
+        // With its own certificate the other key converts: the refusal was the mismatch.
+        convert_ok(
+            &(other_key + &std::fs::read_to_string(&other_cert).unwrap()),
+            PEM,
+        );
+    }
+}
+
+#[test]
 fn pfx_without_a_key_is_refused() {
     let c = chain(Alg::P256, 2);
     let value = pfx(&c, &[1], "", &["-nokeys"]);
@@ -734,7 +816,7 @@ fn pem_with_openssl_bag_attribute_lines_converts() {
 
 #[test]
 fn ec_key_stored_without_its_public_point_is_completed_from_the_leaf() {
-    for alg in [Alg::P256, Alg::P384] {
+    for alg in [Alg::P256, Alg::P384, Alg::P521, Alg::P256K] {
         let c = chain(alg, 2);
         let sec1 = String::from_utf8(openssl(&["ec", "-in", p(&c.key), "-no_public"])).unwrap();
         assert!(sec1.contains("BEGIN EC PRIVATE KEY"));
@@ -770,7 +852,7 @@ fn ec_key_stored_without_its_public_point_is_completed_from_the_leaf() {
             );
         }
         // A point-less scalar on the same curve that belongs to no certificate is refused.
-        let curve = if alg == Alg::P256 { "P-256" } else { "P-384" };
+        let curve = alg.curve().unwrap();
         let other_key = c.dir.join("other.key");
         openssl(&[
             "genpkey",

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long = "seed", value_name = "VAULT/NAME[:pem|pkcs12]")]
     pub seeds: Vec<Seed>,
     /// Key of the seeded certificates: rsa2048 (Key Vault's default), rsa3072, rsa4096,
-    /// ecP256 or ecP384. RSA generation is slow in debug builds.
+    /// ecP256, ecP384, ecP521 or ecP256K (secp256k1). RSA generation is slow in debug builds.
     #[arg(long, value_name = "KIND", default_value = "rsa2048")]
     pub seed_key: KeyKind,
     /// Directory for the emulator's files (its CA certificate, `ca.pem`); default

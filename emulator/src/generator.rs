@@ -24,11 +24,16 @@ pub enum KeyKind {
     Rsa4096,
     EcP256,
     EcP384,
+    /// EC P-521 (Key Vault's `P-521`); built by [`super::x509`]: ring has no P-521.
+    EcP521,
+    /// EC secp256k1 (Key Vault's `P-256K`); built by [`super::x509`].
+    #[serde(rename = "ecP256K")]
+    EcP256K,
 }
 
 /// Why a key kind name was not understood.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown key kind {0:?}: use rsa2048, rsa3072, rsa4096, ecP256 or ecP384")]
+#[error("unknown key kind {0:?}: use rsa2048, rsa3072, rsa4096, ecP256, ecP384, ecP521 or ecP256K")]
 pub struct UnknownKeyKind(pub String);
 
 impl std::str::FromStr for KeyKind {
@@ -42,6 +47,8 @@ impl std::str::FromStr for KeyKind {
             "rsa4096" => KeyKind::Rsa4096,
             "ecp256" => KeyKind::EcP256,
             "ecp384" => KeyKind::EcP384,
+            "ecp521" => KeyKind::EcP521,
+            "ecp256k" => KeyKind::EcP256K,
             _ => return Err(UnknownKeyKind(s.to_owned())),
         })
     }
@@ -118,6 +125,8 @@ pub enum GenerateError {
         #[source]
         source: rcgen::Error,
     },
+    #[error("could not sign certificate {0}")]
+    Sign(&'static str),
     #[error("could not write the PKCS#12 archive: {0}")]
     Pkcs12(String),
 }
@@ -148,6 +157,8 @@ fn key_pair(kind: KeyKind) -> Result<KeyPair, GenerateError> {
     let rsa_bits = match kind {
         KeyKind::EcP256 => return ec(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyKind::EcP384 => return ec(&rcgen::PKCS_ECDSA_P384_SHA384),
+        // rcgen (ring) cannot sign with these: `generate` hands them to `x509`.
+        KeyKind::EcP521 | KeyKind::EcP256K => return Err(GenerateError::Key(kind)),
         KeyKind::Rsa2048 => 2048,
         KeyKind::Rsa3072 => 3072,
         KeyKind::Rsa4096 => 4096,
@@ -188,6 +199,9 @@ pub fn generate(spec: &CertSpec) -> Result<Generated, GenerateError> {
         now - time::Duration::minutes(1) - time::Duration::days(spec.not_before_days_ago.into());
     let not_after = not_before + time::Duration::days(spec.validity_days.into());
     let cert_err = |what| move |source| GenerateError::Certificate { what, source };
+    if super::x509::needed(spec) {
+        return super::x509::generate(spec, not_before, not_after);
+    }
 
     let leaf_key = key_pair(spec.key)?;
     let mut leaf = CertificateParams::new(vec![spec.subject_cn.clone()])

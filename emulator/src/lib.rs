@@ -20,6 +20,7 @@ mod reply;
 mod server;
 mod state;
 mod vault;
+mod x509;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

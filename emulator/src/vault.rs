@@ -105,8 +105,14 @@ fn challenge(tenant: &str, cloud: Cloud, message: &str) -> Reply {
     )
 }
 
-/// Accept api-versions of the form `7.N` or `7.N-preview[.M]` (any major ≥ 7).
+/// Accept the api-versions Key Vault accepts: `7.N` or `7.N-preview[.M]` (any major ≥ 7), and
+/// the date-style versions of today's SDKs (`2025-07-01`, `2026-04-01`, optionally
+/// `-preview`): a real calendar date from 2025-07-01 on, when Key Vault moved from 7.6 to
+/// dates. The dates before 7.0 (`2015-06-01`, `2016-10-01`) stay refused like 6.x.
 fn api_version_ok(v: &str) -> bool {
+    if let Some(date) = date_version(v.strip_suffix("-preview").unwrap_or(v)) {
+        return date >= (2025, 7, 1);
+    }
     let numeric = v.split('-').next().unwrap_or_default();
     let mut parts = numeric.split('.');
     match (
@@ -116,6 +122,25 @@ fn api_version_ok(v: &str) -> bool {
         (Some(major), Some(_minor)) => major >= 7 && parts.next().is_none(),
         _ => false,
     }
+}
+
+/// `YYYY-MM-DD`, exactly, as a valid calendar date.
+fn date_version(v: &str) -> Option<(u32, u32, u32)> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| {
+        let part = &v[r];
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse::<u32>().ok())
+            .flatten()
+    };
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let days = time::util::days_in_month(month, i32::try_from(y).ok()?);
+    (1..=u32::from(days)).contains(&d).then_some((y, m, d))
 }
 
 pub(crate) fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
@@ -426,7 +451,30 @@ mod tests {
         for ok in ["7.0", "7.3", "7.4-preview.1", "7.6", "8.0"] {
             assert!(api_version_ok(ok), "{ok}");
         }
-        for bad in ["2016-10-01", "6.9", "7", "abc", "7.x"] {
+        for ok in [
+            "2025-07-01",
+            "2026-04-01",
+            "2026-04-01-preview",
+            "2028-02-29",
+        ] {
+            assert!(api_version_ok(ok), "{ok}");
+        }
+        for bad in [
+            "2016-10-01",
+            "2015-06-01",
+            "6.9",
+            "7",
+            "abc",
+            "7.x",
+            "2025-13-01",
+            "2025-02-29",
+            "2025-7-1",
+            "20250701",
+            "2025-07-01x",
+            "2025-07-01-",
+            "+025-07-01",
+            "2025-07-01-beta",
+        ] {
             assert!(!api_version_ok(bad), "{bad}");
         }
     }

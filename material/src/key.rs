@@ -7,6 +7,10 @@
 //! key's, not just bytes copied next to it), and `EcdsaKeyPair::from_pkcs8` recomputes `d·G`
 //! and rejects a key whose embedded public point differs. RustCrypto's `rsa` would have added
 //! a crate flagged by RUSTSEC-2023-0071 (cargo-deny) plus `p256`/`p384` builds, for no gain here.
+//!
+//! ring has no P-521 and no secp256k1 (Key Vault's `P-256K`), both of which Key Vault issues:
+//! for those two, RustCrypto's `p521` and `k256` derive `d·G` from the scalar (see
+//! [`derived_point`]) and a key whose stored point differs is refused, as ring does.
 
 use ring::signature::{self, KeyPair};
 use zeroize::Zeroizing;
@@ -18,12 +22,17 @@ const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+const OID_SECP256K1: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x0a];
 
 /// The named curves we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Curve {
     P256,
     P384,
+    P521,
+    /// secp256k1, Key Vault's `P-256K`.
+    Secp256k1,
 }
 
 impl Curve {
@@ -31,14 +40,47 @@ impl Curve {
         match self {
             Curve::P256 => OID_P256,
             Curve::P384 => OID_P384,
+            Curve::P521 => OID_P521,
+            Curve::Secp256k1 => OID_SECP256K1,
         }
     }
     fn from_oid(oid: &[u8]) -> Option<Curve> {
         match oid {
             OID_P256 => Some(Curve::P256),
             OID_P384 => Some(Curve::P384),
+            OID_P521 => Some(Curve::P521),
+            OID_SECP256K1 => Some(Curve::Secp256k1),
             _ => None,
         }
+    }
+}
+
+/// The uncompressed public point `04 || x || y` of `scalar` on a curve ring lacks; `None`
+/// for a scalar that is not a valid private key of that curve (zero, ≥ the order, too long).
+fn derived_point(curve: Curve, scalar: &[u8]) -> Option<Vec<u8>> {
+    use p521::elliptic_curve::sec1::ToEncodedPoint;
+    match curve {
+        Curve::P521 => {
+            let secret = p521::SecretKey::from_slice(scalar).ok()?;
+            Some(
+                secret
+                    .public_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec(),
+            )
+        }
+        Curve::Secp256k1 => {
+            let secret = k256::SecretKey::from_slice(scalar).ok()?;
+            Some(
+                secret
+                    .public_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec(),
+            )
+        }
+        Curve::P256 | Curve::P384 => None,
     }
 }
 
@@ -234,6 +276,9 @@ pub(crate) fn from_pkcs8(der_bytes: &[u8]) -> Result<Parsed, KeyFault> {
             let alg = match curve {
                 Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
                 Curve::P384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                Curve::P521 | Curve::Secp256k1 => {
+                    return ec_without_ring(curve, secret, public, der_bytes);
+                }
             };
             let rng = ring::rand::SystemRandom::new();
             let pair = signature::EcdsaKeyPair::from_pkcs8(alg, der_bytes, &rng).map_err(|_| {
@@ -252,6 +297,33 @@ pub(crate) fn from_pkcs8(der_bytes: &[u8]) -> Result<Parsed, KeyFault> {
             oid_text(other)
         ))),
     }
+}
+
+/// A P-521 or secp256k1 key with its stored point: the point derived from the scalar must be
+/// the stored one (what ring checks for the other curves).
+fn ec_without_ring(
+    curve: Curve,
+    secret_tlv: &[u8],
+    public_tlv: Option<&[u8]>,
+    pkcs8: &[u8],
+) -> Result<Parsed, KeyFault> {
+    let (secret, _) = der::expect(secret_tlv, der::OCTET_STRING)?;
+    let point = derived_point(curve, secret.value).ok_or(KeyFault::Malformed(
+        "EC key rejected (its scalar is not a valid key)",
+    ))?;
+    if let Some(public_tlv) = public_tlv {
+        let (field, _) = der::expect(public_tlv, der::CONTEXT_1)?;
+        let (bits, _) = der::expect(field.value, der::BIT_STRING)?;
+        if bits.value.split_first() != Some((&0, point.as_slice())) {
+            return Err(KeyFault::Malformed(
+                "EC key rejected (its public point is not its scalar's)",
+            ));
+        }
+    }
+    Ok(Parsed::Ready(PrivateKey {
+        pkcs8: Zeroizing::new(pkcs8.to_vec()),
+        public: PublicKey::Ec { curve, point },
+    }))
 }
 
 fn rsa_fault(e: ring::error::KeyRejected, der_bytes: &[u8]) -> KeyFault {
@@ -311,6 +383,7 @@ pub(crate) fn from_sec1(der_bytes: &[u8]) -> Result<Parsed, KeyFault> {
         (Some(c), _) => c,
         (None, 32) => Curve::P256,
         (None, 48) => Curve::P384,
+        (None, 66) => Curve::P521,
         (None, _) => return Err(KeyFault::Unsupported("EC key without a named curve".into())),
     };
     match public {
@@ -388,7 +461,60 @@ mod tests {
     fn oid_text_reads_curve_names() {
         assert_eq!(oid_text(OID_P256), "1.2.840.10045.3.1.7");
         assert_eq!(oid_text(OID_P384), "1.3.132.0.34");
+        assert_eq!(oid_text(OID_P521), "1.3.132.0.35");
+        assert_eq!(oid_text(OID_SECP256K1), "1.3.132.0.10");
         assert_eq!(oid_text(OID_RSA_ENCRYPTION), "1.2.840.113549.1.1.1");
+    }
+
+    #[test]
+    fn p521_and_secp256k1_keys_carrying_another_keys_point_are_refused() {
+        use p521::elliptic_curve::sec1::ToEncodedPoint;
+        use p521::pkcs8::EncodePrivateKey;
+        let mut rng = rsa::rand_core::OsRng;
+        let cases: [(Curve, Vec<u8>, Vec<u8>); 2] = [
+            {
+                let (a, b) = (
+                    p521::SecretKey::random(&mut rng),
+                    p521::SecretKey::random(&mut rng),
+                );
+                (
+                    Curve::P521,
+                    a.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+                    b.public_key().to_encoded_point(false).as_bytes().to_vec(),
+                )
+            },
+            {
+                let (a, b) = (
+                    k256::SecretKey::random(&mut rng),
+                    k256::SecretKey::random(&mut rng),
+                );
+                (
+                    Curve::Secp256k1,
+                    a.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+                    b.public_key().to_encoded_point(false).as_bytes().to_vec(),
+                )
+            },
+        ];
+        for (curve, pkcs8, other_point) in cases {
+            let Ok(Parsed::Ready(own)) = from_pkcs8(&pkcs8) else {
+                panic!("{curve:?}: own key refused");
+            };
+            let PublicKey::Ec { point, curve: c } = &own.public else {
+                panic!("not EC");
+            };
+            assert_eq!(*c, curve);
+            // The same key with the other key's point spliced in (same length, same place).
+            let at = pkcs8
+                .windows(point.len())
+                .position(|w| w == point.as_slice())
+                .expect("the point is stored");
+            let mut forged = pkcs8.clone();
+            forged[at..at + point.len()].copy_from_slice(&other_point);
+            assert!(
+                matches!(from_pkcs8(&forged), Err(KeyFault::Malformed(_))),
+                "{curve:?}"
+            );
+        }
     }
 
     #[test]

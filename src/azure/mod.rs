@@ -4,6 +4,7 @@
 
 pub mod identity;
 pub mod net;
+pub mod proxy;
 pub mod vault;
 
 /// Which service a request went to.

@@ -31,6 +31,8 @@ pub enum NetError {
     },
     #[error("{ENV_CA_FILE}: `{path}` holds no usable PEM certificate")]
     CaFileEmpty { path: String },
+    #[error(transparent)]
+    Proxy(#[from] crate::azure::proxy::ProxyError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -118,10 +120,13 @@ pub struct NetConfig {
     pub extra_ca_path: Option<String>,
     /// Time limit of a whole request (default 30 s).
     pub request_timeout: Option<Duration>,
+    /// The HTTPS proxy for Key Vault (never for the identity endpoint).
+    pub proxy: Option<crate::azure::proxy::ProxyConfig>,
 }
 
 impl NetConfig {
-    /// From `AKV_SYNC_CONNECT_TO` and `AKV_SYNC_CA_FILE`.
+    /// From `AKV_SYNC_CONNECT_TO`, `AKV_SYNC_CA_FILE` and the proxy variables
+    /// ([`crate::azure::proxy`]: `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`).
     pub fn from_env() -> Result<Self, NetError> {
         let connect_to = match std::env::var(ENV_CONNECT_TO) {
             Ok(v) => parse_connect_to(&v)?,
@@ -142,12 +147,36 @@ impl NetConfig {
             extra_ca_pem,
             extra_ca_path,
             request_timeout: None,
+            proxy: crate::azure::proxy::ProxyConfig::from_env()?,
         })
     }
 
-    /// Build the client: TLS 1.2+ with the ring provider, HTTP/2 where offered, connection
-    /// reuse, and timeouts on every request.
+    /// Build the client for the identity endpoint (and any request that must go direct): no
+    /// proxy, whatever the environment says.
     pub fn client(&self) -> Result<reqwest::Client, NetError> {
+        self.build(None)
+    }
+
+    /// Build the client for Key Vault: as [`NetConfig::client`], through the HTTPS proxy
+    /// when one is configured (a `CONNECT` tunnel; TLS still verifies the vault's name).
+    pub fn vault_client(&self) -> Result<reqwest::Client, NetError> {
+        if let Some(proxy) = &self.proxy {
+            tracing::info!(
+                proxy = %proxy.shown(),
+                from = proxy.source,
+                no_proxy = proxy.no_proxy.as_deref().unwrap_or(""),
+                "Key Vault requests go through an HTTPS proxy"
+            );
+        }
+        self.build(self.proxy.as_ref())
+    }
+
+    /// TLS 1.2+ with the ring provider, HTTP/2 where offered, connection reuse, and timeouts
+    /// on every request.
+    fn build(
+        &self,
+        proxy: Option<&crate::azure::proxy::ProxyConfig>,
+    ) -> Result<reqwest::Client, NetError> {
         let mut roots = rustls::RootCertStore::empty();
         // The system's store; individual unparsable entries are skipped, as browsers do.
         let native = rustls_native_certs::load_native_certs();
@@ -173,12 +202,16 @@ impl NetConfig {
         // reqwest adds no ALPN to a preconfigured config: offer HTTP/2 ourselves, so that one
         // connection per vault multiplexes every watcher's requests where the server agrees.
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let client = reqwest::Client::builder()
+        // Only the proxy given here: reqwest's own reading of the environment stays off.
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(proxy) = proxy {
+            builder = builder.proxy(proxy.reqwest_proxy()?);
+        }
+        let client = builder
             .tls_backend_preconfigured(tls)
             .dns_resolver(Arc::new(Resolver {
                 map: self.connect_to.clone(),
             }))
-            .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .timeout(self.request_timeout.unwrap_or(Duration::from_secs(30)))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -201,6 +234,7 @@ pub fn net_for_emulator(vault_addr: SocketAddr, ca_pem: &str) -> NetConfig {
         extra_ca_pem: Some(ca_pem.as_bytes().to_vec()),
         extra_ca_path: Some("<emulator CA>".into()),
         request_timeout: None,
+        proxy: None,
     }
 }
 

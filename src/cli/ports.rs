@@ -51,10 +51,16 @@ pub fn ports(
     observer: Arc<dyn Observer>,
     requests: Option<Arc<dyn RequestObserver>>,
 ) -> anyhow::Result<RealPorts> {
-    let http = NetConfig::from_env()?.client()?;
-    let identity = IdentityClient::new(http.clone(), &settings.identity);
+    let net = NetConfig::from_env()?;
+    // Two clients: the identity endpoint is never proxied, Key Vault honours HTTPS_PROXY.
+    let identity = IdentityClient::new(net.client()?, &settings.identity);
     Ok(assemble(
-        settings, http, identity, status, observer, requests,
+        settings,
+        net.vault_client()?,
+        identity,
+        status,
+        observer,
+        requests,
     ))
 }
 
@@ -67,10 +73,16 @@ pub fn ports_with(
     status: Arc<dyn StatusSink>,
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<RealPorts> {
-    let http = net.client()?;
     let identity =
-        IdentityClient::with_endpoint(http.clone(), &settings.identity, identity_endpoint);
-    Ok(assemble(settings, http, identity, status, observer, None))
+        IdentityClient::with_endpoint(net.client()?, &settings.identity, identity_endpoint);
+    Ok(assemble(
+        settings,
+        net.vault_client()?,
+        identity,
+        status,
+        observer,
+        None,
+    ))
 }
 
 fn assemble(
