@@ -1007,7 +1007,10 @@ fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
             ("fullchain", cert.outputs.fullchain.as_deref()),
             ("privkey", cert.outputs.privkey.as_deref()),
             ("certDer", cert.outputs.cert_der.as_deref()),
-            ("pfx", cert.outputs.pfx.as_ref().map(|p| p.file_name.as_str())),
+            (
+                "pfx",
+                cert.outputs.pfx.as_ref().map(|p| p.file_name.as_str()),
+            ),
         ];
         for (key, name) in outputs {
             if let Some(name) = name {

@@ -303,8 +303,13 @@ fn password_file(v: &Value, path: &str, cx: &mut Cx) -> Option<std::path::PathBu
     let problem = match v.as_str() {
         None => Some(format!("found {}", describe(v))),
         Some("") => Some("found an empty string".to_owned()),
-        Some(s) if s.contains('\0') => Some(format!("found {}, which contains a NUL character", quote(s))),
-        Some(s) if !s.starts_with('/') => Some(format!("found {}, which is not absolute", quote(s))),
+        Some(s) if s.contains('\0') => Some(format!(
+            "found {}, which contains a NUL character",
+            quote(s)
+        )),
+        Some(s) if !s.starts_with('/') => {
+            Some(format!("found {}, which is not absolute", quote(s)))
+        }
         Some(s) if s.ends_with('/') => Some(format!("found {}, which names a folder", quote(s))),
         Some(s)
             if std::path::Path::new(s)
