@@ -16,6 +16,7 @@ pub mod logging;
 pub mod material;
 pub mod metrics;
 pub mod net;
+pub mod output;
 pub mod pemfile;
 pub mod status;
 pub mod store;
