@@ -24,7 +24,7 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Check a settings file and print the plan (one line per certificate), or every error.
     Validate(cmd::validate::Args),
-    /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold.
+    /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold (or, with --to, the pfx or certDer output).
     Convert(cmd::convert::Args),
     /// Show what is installed for each observed certificate: version, expiry, links.
     Status(cmd::status::Args),
