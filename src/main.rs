@@ -25,7 +25,7 @@ enum Command {
     Demo(cli::demo::Args),
     /// Check a settings file and print the plan (one line per certificate), or every error.
     Validate(cli::validate::Args),
-    /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold.
+    /// Convert a secret value (PKCS#12 or PEM) to the full-chain PEM the store would hold (or, with --to, the pfx or certDer output).
     Convert(cli::convert::Args),
     /// Show what is installed for each observed certificate: version, expiry, links.
     Status(cli::status::Args),

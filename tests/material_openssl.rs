@@ -870,3 +870,121 @@ fn ec_key_stored_without_its_public_point_is_completed_from_the_leaf() {
         );
     }
 }
+
+/// `convert --to pfx` gives a PKCS#12 that OpenSSL 3 reads without `-legacy` under the
+/// password file's password, holding the leaf's key and the chain leaf first, for every key
+/// algorithm; `--to der` gives the leaf.
+#[test]
+fn convert_to_pfx_and_der_give_what_openssl_reads_for_every_key_algorithm() {
+    use std::os::unix::fs::PermissionsExt;
+    for alg in ALL_ALGS {
+        let c = chain(alg, 3);
+        let value = pfx(&c, &[1, 2], "", &[]);
+        let pass = c.dir.join("pfx.pass");
+        std::fs::write(&pass, "pässword\n").unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = run_cli(
+            &[
+                "convert",
+                "--content-type",
+                PFX,
+                "--input",
+                "-",
+                "--to",
+                "pfx",
+                "--password-file",
+                p(&pass),
+                "--friendly-name",
+                "web",
+            ],
+            Some(value.as_bytes()),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{alg:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = c.dir.join("out.pfx");
+        std::fs::write(&file, &out.stdout).unwrap();
+        let passin = format!("file:{}", p(&pass));
+        let info = String::from_utf8(openssl(&[
+            "pkcs12",
+            "-in",
+            p(&file),
+            "-passin",
+            &passin,
+            "-info",
+            "-nodes",
+        ]))
+        .unwrap();
+        let certs: Vec<Vec<u8>> = pem::parse_many(&info)
+            .unwrap()
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(|b| b.into_contents())
+            .collect();
+        let expected: Vec<Vec<u8>> = (0..3).map(|i| c.der(i)).collect();
+        assert_eq!(certs, expected, "{alg:?}: leaf, intermediate, root");
+        assert!(info.contains("friendlyName: web"), "{alg:?}: {info}");
+        let key = c.dir.join("out-key.pem");
+        openssl(&[
+            "pkcs12",
+            "-in",
+            p(&file),
+            "-passin",
+            &passin,
+            "-nocerts",
+            "-nodes",
+            "-out",
+            p(&key),
+        ]);
+        assert_eq!(
+            openssl(&["pkey", "-in", p(&key), "-pubout"]),
+            openssl(&["x509", "-in", p(&c.certs[0]), "-noout", "-pubkey"]),
+            "{alg:?}: the key is the leaf's"
+        );
+
+        let out = run_cli(
+            &[
+                "convert",
+                "--content-type",
+                PFX,
+                "--input",
+                "-",
+                "--to",
+                "der",
+            ],
+            Some(value.as_bytes()),
+        );
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(out.stdout, c.der(0), "{alg:?}: the leaf as DER");
+    }
+}
+
+#[test]
+fn convert_refuses_a_group_writable_password_file_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = chain(Alg::P256, 1);
+    let value = pfx(&c, &[], "", &[]);
+    let pass = c.dir.join("open.pass");
+    std::fs::write(&pass, "pw").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let out = run_cli(
+        &[
+            "convert",
+            "--content-type",
+            PFX,
+            "--input",
+            "-",
+            "--to",
+            "pfx",
+            "--password-file",
+            p(&pass),
+        ],
+        Some(value.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(p(&pass)));
+}

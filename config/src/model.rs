@@ -144,6 +144,24 @@ pub struct ExtraOutputs {
     pub fullchain: Option<String>,
     /// The private key alone (PKCS#8 PEM).
     pub privkey: Option<String>,
+    /// The leaf certificate alone, as DER (`certDer`).
+    pub cert_der: Option<String>,
+    /// Key, leaf and chain as PKCS#12 (`pfx`, `pfxPasswordFile`, `pfxFriendlyName`).
+    pub pfx: Option<PfxOutput>,
+}
+
+/// The PKCS#12 output of a certificate (akv-sync extension): for .NET (Kestrel) and Java
+/// (Tomcat, keytool) services that cannot read PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PfxOutput {
+    /// A plain file name inside the store folder.
+    pub file_name: String,
+    /// An absolute path to a root-owned file whose content (without a final newline) is the
+    /// password; `None`: the empty password. Checked and read at each conversion, not here
+    /// (the settings parser touches no file).
+    pub password_file: Option<PathBuf>,
+    /// The friendly name (alias) of the key and leaf; `None`: the certificate's name.
+    pub friendly_name: Option<String>,
 }
 
 impl ExtraOutputs {
@@ -152,6 +170,8 @@ impl ExtraOutputs {
             && self.chain.is_none()
             && self.fullchain.is_none()
             && self.privkey.is_none()
+            && self.cert_der.is_none()
+            && self.pfx.is_none()
     }
 }
 

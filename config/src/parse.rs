@@ -73,7 +73,16 @@ const AGENT_KEYS: &[&str] = &[
     "pollingJitter",
 ];
 const CERT_EXT_KEYS: &[&str] = &["outputs", "onChange"];
-const OUTPUT_KEYS: &[&str] = &["cert", "chain", "fullchain", "privkey"];
+const OUTPUT_KEYS: &[&str] = &[
+    "cert",
+    "chain",
+    "fullchain",
+    "privkey",
+    "certDer",
+    "pfx",
+    "pfxPasswordFile",
+    "pfxFriendlyName",
+];
 const HOOK_KEYS: &[&str] = &["command", "reloadUnit", "timeoutInS"];
 const ACL_KEYS: &[&str] = &["user", "group"];
 
@@ -983,14 +992,19 @@ fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
             claims.push((link.as_str().into(), Claim::CustomLink));
         }
         let outputs = [
-            ("cert", &cert.outputs.cert),
-            ("chain", &cert.outputs.chain),
-            ("fullchain", &cert.outputs.fullchain),
-            ("privkey", &cert.outputs.privkey),
+            ("cert", cert.outputs.cert.as_deref()),
+            ("chain", cert.outputs.chain.as_deref()),
+            ("fullchain", cert.outputs.fullchain.as_deref()),
+            ("privkey", cert.outputs.privkey.as_deref()),
+            ("certDer", cert.outputs.cert_der.as_deref()),
+            (
+                "pfx",
+                cert.outputs.pfx.as_ref().map(|p| p.file_name.as_str()),
+            ),
         ];
         for (key, name) in outputs {
             if let Some(name) = name {
-                claims.push((name.as_str().into(), Claim::Output(key)));
+                claims.push((name.into(), Claim::Output(key)));
             }
         }
         for (name, claim) in claims {

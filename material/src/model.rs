@@ -237,6 +237,21 @@ impl Material {
         out
     }
 
+    /// The leaf alone, DER (the `certDer` output).
+    pub fn cert_der(&self) -> Vec<u8> {
+        self.leaf.clone()
+    }
+
+    /// Key, leaf and issuers as PKCS#12 in today's form (PBES2 AES-256-CBC, HMAC-SHA256
+    /// MAC; see `pkcs12/modern.rs`) under `password` (may be empty), key and leaf named
+    /// `friendly_name`. The same inputs give the same bytes.
+    pub fn pfx(&self, password: &str, friendly_name: &str) -> Zeroizing<Vec<u8>> {
+        let certs: Vec<&[u8]> = std::iter::once(self.leaf.as_slice())
+            .chain(self.chain.iter().map(Vec::as_slice))
+            .collect();
+        crate::pkcs12::write_pfx(&certs, &self.private_key, password, friendly_name)
+    }
+
     /// The thumbprint as Azure prints it (upper-case hex).
     pub fn thumbprint_hex(&self) -> String {
         hex::encode_upper(self.thumbprint)

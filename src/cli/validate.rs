@@ -314,6 +314,13 @@ pub struct OutputsOut {
     pub chain: Option<String>,
     pub fullchain: Option<String>,
     pub privkey: Option<String>,
+    #[serde(rename = "certDer")]
+    pub cert_der: Option<String>,
+    pub pfx: Option<String>,
+    #[serde(rename = "pfxPasswordFile", skip_serializing_if = "Option::is_none")]
+    pub pfx_password_file: Option<String>,
+    #[serde(rename = "pfxFriendlyName", skip_serializing_if = "Option::is_none")]
+    pub pfx_friendly_name: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -392,6 +399,20 @@ fn certificate_out(c: &ObservedCertificate, acl_enabled: bool) -> CertificateOut
             chain: c.outputs.chain.clone(),
             fullchain: c.outputs.fullchain.clone(),
             privkey: c.outputs.privkey.clone(),
+            cert_der: c.outputs.cert_der.clone(),
+            pfx: c.outputs.pfx.as_ref().map(|p| p.file_name.clone()),
+            pfx_password_file: c
+                .outputs
+                .pfx
+                .as_ref()
+                .and_then(|p| p.password_file.as_ref())
+                .map(|p| p.display().to_string()),
+            // The alias Java shows: the certificate's name unless set.
+            pfx_friendly_name: c.outputs.pfx.as_ref().map(|p| {
+                p.friendly_name
+                    .clone()
+                    .unwrap_or_else(|| c.url.name.clone())
+            }),
         },
         on_change: c.hook.as_ref().map(hook_out),
     }
@@ -532,6 +553,8 @@ pub fn certificate_line(c: &CertificateOut) -> String {
         ("chain", &c.outputs.chain),
         ("fullchain", &c.outputs.fullchain),
         ("privkey", &c.outputs.privkey),
+        ("certDer", &c.outputs.cert_der),
+        ("pfx", &c.outputs.pfx),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))

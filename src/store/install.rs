@@ -19,6 +19,8 @@ use akv_sync_material as material;
 pub struct Prepared {
     full_chain: Zeroizing<Vec<u8>>,
     outputs: Vec<(String, Zeroizing<Vec<u8>>, bool)>,
+    /// Fingerprint of the `pfxPasswordFile` password the PFX was made with.
+    pfx_password: Option<[u8; 32]>,
 }
 
 /// Converts with [`material::convert`] and installs with [`Store`].
@@ -26,6 +28,9 @@ pub struct StoreInstaller {
     acl_enabled: bool,
     prune_keep: Option<usize>,
     stores: Mutex<HashMap<PathBuf, Opened>>,
+    /// The `pfxPasswordFile` passwords the installed PFX outputs were made with, by
+    /// (store, certificate) — see [`crate::store::output::PasswordWatch`].
+    pfx_passwords: crate::store::output::PasswordWatch,
 }
 
 /// A store folder opened once, with the identity (device, inode) it had then: if the path
@@ -51,6 +56,7 @@ impl StoreInstaller {
             acl_enabled: settings.acl_enabled,
             prune_keep: settings.agent.prune_keep,
             stores: Mutex::new(HashMap::new()),
+            pfx_passwords: crate::store::output::PasswordWatch::default(),
         }
     }
 
@@ -135,23 +141,17 @@ impl Installer for StoreInstaller {
         for w in &m.warnings {
             warn!(vault = %cert.url.vault, name = %cert.url.name, version = %secret.version, "{w}");
         }
-        let o = &cert.outputs;
-        let mut outputs = Vec::new();
-        if let Some(name) = &o.cert {
-            outputs.push((name.clone(), Zeroizing::new(m.cert_pem()), false));
-        }
-        if let Some(name) = &o.chain {
-            outputs.push((name.clone(), Zeroizing::new(m.chain_pem()), false));
-        }
-        if let Some(name) = &o.fullchain {
-            outputs.push((name.clone(), Zeroizing::new(m.fullchain_pem()), false));
-        }
-        if let Some(name) = &o.privkey {
-            outputs.push((name.clone(), m.key_pem(), true));
-        }
+        let (outputs, pfx_password) = crate::store::output::render(cert, &m, &self.pfx_passwords)
+            .map_err(|e| {
+            InstallError::retryable(format!(
+                "{}/{} version {}: {e}; the installed files stay as they are",
+                cert.url.vault, cert.url.name, secret.version
+            ))
+        })?;
         Ok(Prepared {
             full_chain: m.full_chain_pem(),
             outputs,
+            pfx_password,
         })
     }
 
@@ -189,6 +189,7 @@ impl Installer for StoreInstaller {
         // Installs come from the writer, which ends the batch after each run of requests.
         store.begin_batch();
         let outcome = store.install(&request).map_err(|e| store_error(cert, e))?;
+        self.pfx_passwords.installed(cert, p.pfx_password);
         Ok(match outcome {
             InstallOutcome::Unchanged => InstallReport::Unchanged,
             InstallOutcome::Repaired => InstallReport::Repaired,
@@ -229,12 +230,28 @@ impl Installer for StoreInstaller {
         if now - changed < QUIET.as_nanos() as i128 {
             return None;
         }
-        Some(StoreStamp([
+        let mut stamp = [
             m.dev(),
             m.ino(),
             ns(m.mtime(), m.mtime_nsec()) as u64,
             ns(m.ctime(), m.ctime_nsec()) as u64,
-        ]))
+        ];
+        // A PFX also depends on its password file: rewriting it (mtime) or replacing it
+        // (inode) moves the stamp, under the same quiet rule as the folder.
+        if let Some(path) = cert
+            .outputs
+            .pfx
+            .as_ref()
+            .and_then(|p| p.password_file.as_ref())
+        {
+            let pw = std::fs::symlink_metadata(path).ok()?;
+            let changed = ns(pw.mtime(), pw.mtime_nsec());
+            if now - changed < QUIET.as_nanos() as i128 {
+                return None;
+            }
+            stamp[3] ^= (changed as u64).rotate_left(1) ^ pw.ino().rotate_left(32) ^ pw.size();
+        }
+        Some(StoreStamp(stamp))
     }
 
     fn installed_version(
@@ -245,6 +262,13 @@ impl Installer for StoreInstaller {
         let current = store
             .current(&cert.url.vault, &cert.url.name)
             .map_err(|e| store_error(cert, e))?;
+        if current.is_some() && self.pfx_passwords.changed(cert) {
+            // Reported as not installed: the next check converts and installs again, and
+            // the store rewrites only the PFX (the version file has the same bytes).
+            tracing::info!(vault = %cert.url.vault, name = %cert.url.name,
+                "pfxPasswordFile changed since the PFX was written; writing it again");
+            return Ok(None);
+        }
         Ok(current.map(|c| c.version))
     }
 }
@@ -255,10 +279,18 @@ mod tests {
     use std::time::Duration;
 
     fn installer_and_cert(store: &std::path::Path) -> (StoreInstaller, ObservedCertificate) {
+        installer_and_cert_with(store, serde_json::json!({}))
+    }
+
+    fn installer_and_cert_with(
+        store: &std::path::Path,
+        outputs: serde_json::Value,
+    ) -> (StoreInstaller, ObservedCertificate) {
         let text = serde_json::json!({"secretsManagementSettings": {
             "observedCertificates": [{
                 "url": "https://v.vault.azure.net/secrets/c",
                 "certificateStoreLocation": store,
+                "akvSync": {"outputs": outputs},
             }],
         }})
         .to_string();
@@ -267,9 +299,9 @@ mod tests {
         (StoreInstaller::new(&settings), cert)
     }
 
-    fn age(folder: &std::path::Path, by: Duration) {
+    fn age(path: &std::path::Path, by: Duration) {
         let old = SystemTime::now() - by;
-        std::fs::File::open(folder)
+        std::fs::File::open(path)
             .and_then(|f| f.set_modified(old))
             .expect("set the folder's mtime");
     }
@@ -307,5 +339,42 @@ mod tests {
             Some(after),
             "another folder, another stamp"
         );
+    }
+
+    /// A watcher skips reading the disk while the stamp holds: a rewritten or replaced
+    /// `pfxPasswordFile` must move it, or the PFX would keep the old password.
+    #[test]
+    fn a_rewritten_or_replaced_pfx_password_file_moves_the_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+        let pass = dir.path().join("web.pass");
+        std::fs::write(&pass, "one\n").unwrap();
+        let (installer, cert) = installer_and_cert_with(
+            &store,
+            serde_json::json!({"pfx": "web.pfx", "pfxPasswordFile": pass}),
+        );
+        age(&store, Duration::from_secs(60));
+        assert_eq!(installer.stamp(&cert), None, "password file just written");
+        age(&pass, Duration::from_secs(60));
+        let quiet = installer.stamp(&cert).expect("both quiet: a stamp");
+
+        std::fs::write(&pass, "two\n").unwrap();
+        assert_eq!(installer.stamp(&cert), None, "changed just now");
+        age(&pass, Duration::from_secs(30));
+        let rewritten = installer.stamp(&cert).expect("quiet again");
+        assert_ne!(rewritten, quiet, "a rewrite moves the stamp");
+
+        let next = dir.path().join("web.pass.new");
+        std::fs::write(&next, "two\n").unwrap();
+        std::fs::rename(&next, &pass).unwrap();
+        age(&pass, Duration::from_secs(30));
+        assert_ne!(
+            installer.stamp(&cert),
+            Some(rewritten),
+            "a replaced file moves it"
+        );
+        std::fs::remove_file(&pass).unwrap();
+        assert_eq!(installer.stamp(&cert), None, "no password file, no stamp");
     }
 }

@@ -33,6 +33,7 @@ mod acl;
 mod error;
 pub mod install;
 mod name;
+pub mod output;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;

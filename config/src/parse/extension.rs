@@ -249,6 +249,8 @@ pub(super) fn certificate_extension(
                 outputs.chain = get("chain", cx);
                 outputs.fullchain = get("fullchain", cx);
                 outputs.privkey = get("privkey", cx);
+                outputs.cert_der = get("certDer", cx);
+                outputs.pfx = pfx_output(m, &op, cx);
             }
         }
     }
@@ -256,4 +258,89 @@ pub(super) fn certificate_extension(
         .get("onChange")
         .and_then(|h| hook(h, &at(path, "onChange"), cx));
     (cx.error_count() == before).then_some((outputs, hook))
+}
+
+/// `pfx` with its `pfxPasswordFile` and `pfxFriendlyName` (both only beside `pfx`).
+fn pfx_output(
+    m: &serde_json::Map<String, Value>,
+    op: &str,
+    cx: &mut Cx,
+) -> Option<crate::PfxOutput> {
+    let before = cx.error_count();
+    let file_name = m
+        .get("pfx")
+        .and_then(|v| file_name(v, &at(op, "pfx"), "an output file name", cx));
+    let password_file = m
+        .get("pfxPasswordFile")
+        .and_then(|v| password_file(v, &at(op, "pfxPasswordFile"), cx));
+    let friendly_name = m
+        .get("pfxFriendlyName")
+        .and_then(|v| friendly_name(v, &at(op, "pfxFriendlyName"), cx));
+    if !m.contains_key("pfx") {
+        for key in ["pfxPasswordFile", "pfxFriendlyName"] {
+            if m.contains_key(key) {
+                cx.err(
+                    ErrorKind::BadExtension,
+                    &at(op, key),
+                    format!("found `{key}` without `pfx`; expected it beside the PKCS#12 output it applies to, e.g. {{\"pfx\": \"web.pfx\", \"pfxPasswordFile\": \"/etc/akv-sync/web.pass\"}}"),
+                );
+            }
+        }
+    }
+    if cx.error_count() > before {
+        return None;
+    }
+    Some(crate::PfxOutput {
+        file_name: file_name?,
+        password_file,
+        friendly_name,
+    })
+}
+
+/// An absolute path without `..` or NUL (whether the file is safe is checked when it is read).
+fn password_file(v: &Value, path: &str, cx: &mut Cx) -> Option<std::path::PathBuf> {
+    let expected = "an absolute path to a root-owned file holding the password, such as \"/etc/akv-sync/web.pass\"";
+    let problem = match v.as_str() {
+        None => Some(format!("found {}", describe(v))),
+        Some("") => Some("found an empty string".to_owned()),
+        Some(s) if s.contains('\0') => Some(format!(
+            "found {}, which contains a NUL character",
+            quote(s)
+        )),
+        Some(s) if !s.starts_with('/') => {
+            Some(format!("found {}, which is not absolute", quote(s)))
+        }
+        Some(s) if s.ends_with('/') => Some(format!("found {}, which names a folder", quote(s))),
+        Some(s)
+            if std::path::Path::new(s)
+                .components()
+                .any(|c| c == std::path::Component::ParentDir) =>
+        {
+            Some(format!("found {}, which contains `..`", quote(s)))
+        }
+        Some(s) => return Some(std::path::PathBuf::from(s)),
+    };
+    cx.err(
+        ErrorKind::BadExtension,
+        path,
+        format!("{}; expected {expected}", problem.unwrap_or_default()),
+    );
+    None
+}
+
+/// A friendly name (the alias Java tools show): 1 to 64 characters, no control characters.
+fn friendly_name(v: &Value, path: &str, cx: &mut Cx) -> Option<String> {
+    match v.as_str() {
+        Some(s) if !s.is_empty() && s.chars().count() <= 64 && !s.chars().any(char::is_control) => {
+            Some(s.to_owned())
+        }
+        _ => {
+            cx.err(
+                ErrorKind::BadExtension,
+                path,
+                format!("found {}; expected a name of 1 to 64 characters without control characters, such as \"web\" (the alias `keytool -list` shows)", describe(v)),
+            );
+            None
+        }
+    }
 }

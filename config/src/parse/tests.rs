@@ -897,3 +897,74 @@ fn a_very_short_polling_interval_warns() {
         ["secretsManagementSettings.observedCertificates"]
     );
 }
+
+#[test]
+fn pfx_and_der_outputs_are_read_with_their_password_file_and_friendly_name() {
+    let p = ok(&one_cert(&format!(
+        r#"{{"url": "{URL1}", "akvSync": {{"outputs": {{"certDer": "cert.der", "pfx": "web.pfx",
+            "pfxPasswordFile": "/etc/akv-sync/web.pass", "pfxFriendlyName": "tomcat"}}}}}}"#
+    )));
+    let o = &p.settings.certificates[0].outputs;
+    assert_eq!(o.cert_der.as_deref(), Some("cert.der"));
+    assert_eq!(
+        o.pfx,
+        Some(crate::PfxOutput {
+            file_name: "web.pfx".into(),
+            password_file: Some("/etc/akv-sync/web.pass".into()),
+            friendly_name: Some("tomcat".into()),
+        })
+    );
+    let bare = ok(&one_cert(&format!(
+        r#"{{"url": "{URL1}", "akvSync": {{"outputs": {{"pfx": "web.pfx"}}}}}}"#
+    )));
+    let pfx = bare.settings.certificates[0].outputs.pfx.clone().unwrap();
+    assert_eq!((pfx.password_file, pfx.friendly_name), (None, None));
+}
+
+#[test]
+fn pfx_settings_without_pfx_or_with_a_relative_password_file_are_refused() {
+    let out = |k: &str| format!("{SMS}.observedCertificates[0].akvSync.outputs.{k}");
+    let alone = one_cert(&format!(
+        r#"{{"url": "{URL1}", "akvSync": {{"outputs": {{"pfxPasswordFile": "/etc/akv-sync/web.pass"}}}}}}"#
+    ));
+    assert_eq!(
+        one_error(&alone),
+        (ErrorKind::BadExtension, out("pfxPasswordFile"))
+    );
+    let relative = one_cert(&format!(
+        r#"{{"url": "{URL1}", "akvSync": {{"outputs": {{"pfx": "web.pfx", "pfxPasswordFile": "web.pass"}}}}}}"#
+    ));
+    assert_eq!(
+        one_error(&relative),
+        (ErrorKind::BadExtension, out("pfxPasswordFile"))
+    );
+    let long_name = one_cert(&format!(
+        r#"{{"url": "{URL1}", "akvSync": {{"outputs": {{"pfx": "web.pfx", "pfxFriendlyName": "a\nb"}}}}}}"#
+    ));
+    assert_eq!(
+        one_error(&long_name),
+        (ErrorKind::BadExtension, out("pfxFriendlyName"))
+    );
+    let unsafe_name = one_cert(&format!(
+        r#"{{"url": "{URL1}", "akvSync": {{"outputs": {{"pfx": "../web.pfx"}}}}}}"#
+    ));
+    assert_eq!(one_error(&unsafe_name), (ErrorKind::UnsafeName, out("pfx")));
+}
+
+#[test]
+fn a_pfx_or_der_output_named_like_another_certificates_output_conflicts() {
+    let text = v3(
+        &format!(
+            r#"[{{"url": "{URL1}", "akvSync": {{"outputs": {{"pfx": "app.pfx"}}}}}},
+                {{"url": "https://myvault.vault.azure.net/secrets/other", "akvSync": {{"outputs": {{"certDer": "app.pfx"}}}}}}]"#
+        ),
+        "",
+    );
+    assert_eq!(
+        one_error(&text),
+        (
+            ErrorKind::Conflict,
+            format!("{SMS}.observedCertificates[1].akvSync.outputs.certDer")
+        )
+    );
+}
