@@ -5,6 +5,7 @@
 //! (PKCS#12/PEM → ordered full-chain PEM), the store (files, links, ACLs), the emulator, and
 //! the command-line interface.
 
+pub mod capped;
 pub mod cmd;
 pub mod emulator;
 pub mod fluentd;
