@@ -242,7 +242,7 @@ impl Metrics {
     /// Certificates whose last success is older than `max_age` (never succeeded counts).
     pub fn stale(&self, certificates: &[String], max_age: Duration) -> Vec<String> {
         let last = self.last_success_at.lock().expect("last success lock");
-        let limit = now_unix() - max_age.as_secs() as i64;
+        let limit = now_unix().saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
         certificates
             .iter()
             .filter(|id| {
@@ -343,7 +343,7 @@ pub fn readiness(
         return Err(format!("not ready: {}", view.status.message));
     }
     let ids: Vec<String> = view.certificates.keys().cloned().collect();
-    let stale = metrics.stale(&ids, polling_interval * 2);
+    let stale = metrics.stale(&ids, polling_interval.saturating_mul(2));
     if stale.is_empty() {
         Ok(())
     } else {
