@@ -29,7 +29,7 @@ pub enum NetError {
         source: std::io::Error,
     },
     #[error(
-        "{ENV_CA_FILE}: `{path}` is {why}; a trusted CA file must be owned by root and writable by no one else"
+        "{ENV_CA_FILE}: `{path}` is {why}; a trusted CA file must be owned by root (or the agent's user) and writable by no one else"
     )]
     CaFileUnsafe { path: String, why: String },
     #[error("{ENV_CA_FILE}: `{path}` holds no usable PEM certificate")]
@@ -123,8 +123,9 @@ pub struct NetConfig {
     pub request_timeout: Option<Duration>,
 }
 
-/// The extra CA file's content, if it is root's and writable by no one else: whoever can
-/// write it decides which servers the agent trusts to be its vault.
+/// The extra CA file's content, if it is root's (or the agent's own user's, for a developer
+/// running the agent unprivileged) and writable by no one else: whoever can write it decides
+/// which servers the agent trusts to be its vault.
 pub fn read_ca_file(path: &str) -> Result<Vec<u8>, NetError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
@@ -141,7 +142,7 @@ pub fn read_ca_file(path: &str) -> Result<Vec<u8>, NetError> {
     if !meta.is_file() {
         return Err(unsafe_because("not a regular file".into()));
     }
-    if meta.uid() != 0 {
+    if meta.uid() != 0 && meta.uid() != nix::unistd::geteuid().as_raw() {
         return Err(unsafe_because(format!("owned by uid {}", meta.uid())));
     }
     if meta.mode() & 0o022 != 0 {
