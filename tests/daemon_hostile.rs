@@ -179,3 +179,34 @@ fn a_ca_file_others_could_write_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_retry_after_of_136_years_pauses_the_vault_for_a_minute() {
+    use akv_sync::emulator::{Fault, FaultAction, FaultTarget};
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec())
+        .unwrap();
+    env.emulator.control().inject_fault(
+        Fault::new(
+            FaultTarget::Vault,
+            "/secrets/*",
+            FaultAction::Status {
+                status: 429,
+                body: None,
+                retry_after: Some(u32::MAX),
+            },
+        )
+        .times(1),
+    );
+    let settings = env.write_settings("s.json", &[("alpha", "web")], json!({}), json!({}));
+    let start = Instant::now();
+    let mut d = env.run(&settings, &[]);
+    let throttled = d.wait_message("vault throttled (429)");
+    assert_eq!(throttled["pause_s"], 60.0);
+    // The vault is asked again after the cap, and the certificate arrives.
+    d.wait_status("success");
+    assert!(start.elapsed() >= Duration::from_secs(60));
+    assert!(installed(&env.store, "alpha", "web").is_some());
+}
