@@ -55,3 +55,15 @@ fn the_handler_manifest_names_commands_the_binary_has() {
         assert!(help.status.success(), "{key}: `{cmd} --help` failed");
     }
 }
+
+#[test]
+fn the_unit_raises_the_descriptor_limit() {
+    let unit = std::fs::read_to_string(root().join("packaging/akv-sync.service")).unwrap();
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("LimitNOFILE= in the unit")
+        .parse()
+        .unwrap();
+    assert!(limit >= 65536, "{limit}");
+}

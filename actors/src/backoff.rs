@@ -44,7 +44,8 @@ pub fn jittered(d: Duration, fraction: f64) -> Duration {
         return d;
     }
     let f = rand::rng().random_range(-fraction..=fraction);
-    d.mul_f64((1.0 + f).max(0.0))
+    // As `d.mul_f64`, saturating: any u64 of seconds is a valid polling interval.
+    Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + f).max(0.0)).unwrap_or(Duration::MAX)
 }
 
 /// Sum of the waits between the first and the last of [`MAX_ATTEMPTS`] attempts, before jitter.
@@ -61,6 +62,15 @@ mod tests {
         let waits: Vec<u64> = (1..=7).map(|n| initial_sync_delay(n).as_secs()).collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(initial_sync_delay(1000), CAP);
+    }
+
+    #[test]
+    fn jitter_of_the_largest_interval_does_not_overflow() {
+        // pollingIntervalInS takes any u64; spreading it must not panic the watcher.
+        for _ in 0..100 {
+            let d = jittered(Duration::MAX, 0.2);
+            assert!(d >= Duration::MAX.mul_f64(0.75));
+        }
     }
 
     #[test]

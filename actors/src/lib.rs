@@ -37,6 +37,8 @@
 //! Every clock read goes through `tokio::time`, so tests run in paused time.
 
 pub mod backoff;
+pub mod clock;
+pub mod died;
 pub mod gate;
 pub mod port;
 pub mod supervisor;

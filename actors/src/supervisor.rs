@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::died::Deaths;
 use crate::gate::GateHandle;
 use crate::port::{CheckOutcome, Installer, Observer, SecretSource, StatusSink, TokenSource};
 use crate::token::TokenHandle;
@@ -96,6 +97,7 @@ struct SupervisorActor<S, I: Installer> {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     rx: mpsc::Receiver<Msg>,
+    deaths: Deaths,
 }
 
 impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
@@ -139,7 +141,9 @@ impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
             let watcher = Watcher::new(key.0.clone(), self.shared.clone());
             summary.started.push(watcher.id().to_owned());
             self.shared.gate.track(watcher.id());
-            self.tracker.spawn(watcher.run(cancel.clone()));
+            let actor = format!("watcher {}", watcher.id());
+            self.tracker
+                .spawn(self.deaths.watched(actor, watcher.run(cancel.clone())));
             self.watchers.insert(key, Running { cancel });
         }
         summary
@@ -173,6 +177,7 @@ pub struct Agent {
     shutdown: CancellationToken,
     supervisor: JoinHandle<()>,
     writer_done: JoinHandle<()>,
+    deaths: Deaths,
 }
 
 fn shared<T: TokenSource, S: SecretSource, I: Installer>(
@@ -180,13 +185,18 @@ fn shared<T: TokenSource, S: SecretSource, I: Installer>(
     ports: &Ports<T, S, I>,
     gate: GateHandle,
     startup_spread: std::time::Duration,
+    deaths: &Deaths,
 ) -> (Arc<Shared<S, I>>, JoinHandle<()>) {
     let (writer, writer_done) =
-        WriterHandle::spawn_joinable(ports.installer.clone(), ports.observer.clone());
+        WriterHandle::spawn_watched(ports.installer.clone(), ports.observer.clone(), deaths);
     let shared = Arc::new(Shared {
         source: ports.secrets.clone(),
         installer: ports.installer.clone(),
-        tokens: TokenHandle::spawn(ports.tokens.clone(), ports.observer.clone()),
+        tokens: TokenHandle::spawn_watched(
+            ports.tokens.clone(),
+            ports.observer.clone(),
+            deaths.clone(),
+        ),
         writer,
         vaults: Arc::new(Vaults::new(settings.agent.max_concurrency_per_vault)),
         gate,
@@ -212,7 +222,8 @@ impl Agent {
             settings.polling_interval,
             settings.agent.jitter,
         );
-        let (shared, writer_done) = shared(settings, &ports, gate.clone(), spread);
+        let deaths = Deaths::default();
+        let (shared, writer_done) = shared(settings, &ports, gate.clone(), spread, &deaths);
         let shutdown = CancellationToken::new();
         let (tx, rx) = mpsc::channel(4);
         let mut actor = SupervisorActor {
@@ -221,6 +232,7 @@ impl Agent {
             tracker: TaskTracker::new(),
             shutdown: shutdown.clone(),
             rx,
+            deaths: deaths.clone(),
         };
         let summary = actor.apply(&settings.certificates);
         info!(
@@ -236,7 +248,14 @@ impl Agent {
             shutdown,
             supervisor,
             writer_done,
+            deaths,
         }
+    }
+
+    /// Returns once an actor (a watcher, the token actor, the writer) has died by panicking,
+    /// naming it; the agent cannot be trusted to go on, and the caller should exit non-zero.
+    pub async fn died(&self) -> String {
+        self.deaths.first().await
     }
 
     /// The initial-sync gate (status, readiness).
@@ -280,7 +299,14 @@ pub async fn run_once<T: TokenSource, S: SecretSource, I: Installer>(
 ) -> Vec<OnceResult> {
     let gate = GateHandle::spawn(true, ports.status.clone());
     // Someone waits for `once`: no start-up spread.
-    let (shared, writer_done) = shared(settings, &ports, gate.clone(), std::time::Duration::ZERO);
+    let deaths = Deaths::default();
+    let (shared, writer_done) = shared(
+        settings,
+        &ports,
+        gate.clone(),
+        std::time::Duration::ZERO,
+        &deaths,
+    );
     gate.polling_started();
     let cancel = CancellationToken::new();
     let progress = Arc::new(progress);
@@ -306,8 +332,11 @@ pub async fn run_once<T: TokenSource, S: SecretSource, I: Installer>(
     drop(shared);
     let mut results: Vec<(usize, OnceResult)> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        if let Ok(r) = joined {
-            results.push(r);
+        match joined {
+            Ok(r) => results.push(r),
+            // Logged; the certificate has no result, which `once` counts as failed.
+            Err(e) if e.is_panic() => deaths.report("a watcher of `once`"),
+            Err(_) => {}
         }
     }
     let _ = writer_done.await;

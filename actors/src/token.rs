@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::clock::{MAX_TOKEN_LIFETIME, after};
+use crate::died::Deaths;
 use crate::port::{FetchedToken, Observer, SourceError, Token, TokenSource};
 
 /// How long before expiry a token is refreshed: 5 minutes, or a tenth of its lifetime when
@@ -75,6 +77,7 @@ struct TokenActor<S> {
     done_rx: mpsc::UnboundedReceiver<Done>,
     slots: HashMap<String, Slot>,
     generation: u64,
+    deaths: Deaths,
 }
 
 impl<S: TokenSource> TokenActor<S> {
@@ -111,8 +114,23 @@ impl<S: TokenSource> TokenActor<S> {
             slot.in_flight = true;
             let source = self.source.clone();
             let done = self.done_tx.clone();
+            let deaths = self.deaths.clone();
             tokio::spawn(async move {
-                let result = source.fetch(&audience).await;
+                // A fetch that panics is reported (and its waiters answered), never left
+                // "in flight" for ever.
+                let fetch = tokio::spawn({
+                    let audience = audience.clone();
+                    async move { source.fetch(&audience).await }
+                });
+                let result = fetch.await.unwrap_or_else(|e| {
+                    if e.is_panic() {
+                        deaths.report("token actor (identity fetch)");
+                    }
+                    Err(SourceError::new(
+                        crate::port::ErrorClass::Transient,
+                        "the token fetch failed",
+                    ))
+                });
                 let _ = done.send(Done { audience, result });
             });
         }
@@ -126,11 +144,13 @@ impl<S: TokenSource> TokenActor<S> {
             Ok(fetched) => {
                 self.generation += 1;
                 let token = Token::new(self.generation, fetched.secret);
-                let refresh_at = now + fetched.expires_in - refresh_margin(fetched.expires_in);
+                // `expires_in` is what the identity endpoint said: capped, never overflowing.
+                let lifetime = fetched.expires_in.min(MAX_TOKEN_LIFETIME);
+                let refresh_at = after(now, lifetime - refresh_margin(lifetime));
                 slot.cached = Some(Cached {
                     token: token.clone(),
                     refresh_at,
-                    expires_at: now + fetched.expires_in,
+                    expires_at: after(now, lifetime),
                 });
                 fresh_lock(&self.fresh).insert(done.audience.clone(), (token.clone(), refresh_at));
                 self.observer.token_refreshed();
@@ -158,6 +178,15 @@ pub struct TokenHandle {
 impl TokenHandle {
     /// Start the token actor on the current runtime.
     pub fn spawn<S: TokenSource>(source: Arc<S>, observer: Arc<dyn Observer>) -> Self {
+        Self::spawn_watched(source, observer, Deaths::default())
+    }
+
+    /// Like [`spawn`](Self::spawn); a panic of the actor or of a fetch is reported to `deaths`.
+    pub fn spawn_watched<S: TokenSource>(
+        source: Arc<S>,
+        observer: Arc<dyn Observer>,
+        deaths: Deaths,
+    ) -> Self {
         let (requests, rx) = mpsc::channel(1024);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let fresh = Fresh::default();
@@ -170,8 +199,9 @@ impl TokenHandle {
             done_rx,
             slots: HashMap::new(),
             generation: 0,
+            deaths: deaths.clone(),
         };
-        tokio::spawn(actor.run());
+        deaths.spawn("token actor".to_owned(), actor.run());
         TokenHandle { requests, fresh }
     }
 
@@ -319,6 +349,19 @@ mod tests {
         assert_eq!(a.unwrap_err().class, ErrorClass::Transient);
         assert_eq!(b.unwrap_err().class, ErrorClass::Transient);
         assert_eq!(src.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_token_lifetime_is_capped_at_a_day() {
+        // expires_in as large as the identity endpoint can say: no overflow, and the token
+        // is refreshed within a day as if it lived 24 h.
+        let src = source(Duration::MAX);
+        let handle = TokenHandle::spawn(src.clone(), Arc::new(NoObserver));
+        let first = handle.get("aud").await.unwrap();
+        tokio::time::advance(MAX_TOKEN_LIFETIME).await;
+        let second = handle.get("aud").await.unwrap();
+        assert_ne!(second.generation, first.generation);
+        assert_eq!(src.calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

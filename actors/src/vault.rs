@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::backoff::throttle_delay;
+use crate::clock::{MAX_RETRY_AFTER, after};
 
 /// Admission to one vault.
 pub struct VaultGate {
@@ -65,8 +66,8 @@ impl VaultGate {
         }
     }
 
-    /// The vault answered 429: pause it for `retry_after`, else by the growing schedule.
-    /// Returns the pause applied.
+    /// The vault answered 429: pause it for `retry_after` (at most [`MAX_RETRY_AFTER`]),
+    /// else by the growing schedule. Returns the pause applied.
     ///
     /// 429s that arrive while the vault is already paused answer requests sent before the
     /// pause began (they were in flight together): they are the same throttle and do not grow
@@ -77,8 +78,11 @@ impl VaultGate {
         if !already_paused || t.streak == 0 {
             t.streak += 1;
         }
-        let pause = retry_after.unwrap_or_else(|| throttle_delay(t.streak));
-        let until = Instant::now() + pause;
+        let pause = retry_after.map_or_else(
+            || throttle_delay(t.streak),
+            |asked| asked.min(MAX_RETRY_AFTER),
+        );
+        let until = after(Instant::now(), pause);
         t.paused_until = Some(t.paused_until.map_or(until, |u| u.max(until)));
         pause
     }
@@ -125,6 +129,20 @@ mod tests {
         // Another watcher of the same vault (host case differs) waits the same pause.
         let _p = vaults.gate("V.vault.azure.net").admit().await;
         assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_pauses_the_vault_for_the_cap_only() {
+        let gate = Vaults::new(1).gate("v");
+        let start = Instant::now();
+        // 136 years, then the largest a Duration holds: neither overflows nor pauses longer.
+        assert_eq!(
+            gate.throttled(Some(Duration::from_secs(u64::from(u32::MAX)))),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(gate.throttled(Some(Duration::MAX)), MAX_RETRY_AFTER);
+        let _p = gate.admit().await;
+        assert_eq!(start.elapsed(), MAX_RETRY_AFTER);
     }
 
     #[tokio::test(start_paused = true)]

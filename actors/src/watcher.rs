@@ -74,7 +74,10 @@ pub fn on_grid(deadline: tokio::time::Instant) -> tokio::time::Instant {
     };
     let step = POLL_GRID.as_nanos();
     let rounded = offset.as_nanos().div_ceil(step) * step;
-    origin + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+    crate::clock::after(
+        origin,
+        Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX)),
+    )
 }
 
 /// The start-up window: none when the initial sync is awaited; else the jitter's share of the
@@ -237,10 +240,15 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         loop {
             // After a failure, retry sooner (growing), never later than the interval.
             let wake = if failures == 0 {
-                on_grid(tokio::time::Instant::now() + jittered(interval, self.shared.jitter))
+                on_grid(crate::clock::after(
+                    tokio::time::Instant::now(),
+                    jittered(interval, self.shared.jitter),
+                ))
             } else {
-                tokio::time::Instant::now()
-                    + jittered(initial_sync_delay(failures).min(interval), 0.2)
+                crate::clock::after(
+                    tokio::time::Instant::now(),
+                    jittered(initial_sync_delay(failures).min(interval), 0.2),
+                )
             };
             tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -181,9 +181,20 @@ impl<I: Installer> WriterHandle<I> {
         installer: Arc<I>,
         observer: Arc<dyn Observer>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::spawn_watched(installer, observer, &crate::died::Deaths::default())
+    }
+
+    /// Like [`spawn_joinable`](Self::spawn_joinable); a panic of the actor is reported to
+    /// `deaths`.
+    pub fn spawn_watched(
+        installer: Arc<I>,
+        observer: Arc<dyn Observer>,
+        deaths: &crate::died::Deaths,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (installs, installs_rx) = mpsc::channel(256);
         let (reads, reads_rx) = mpsc::channel(MAX_READS);
-        let task = tokio::spawn(
+        let task = deaths.spawn(
+            "writer".to_owned(),
             WriterActor {
                 installer,
                 observer,

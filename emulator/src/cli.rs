@@ -22,13 +22,16 @@ pub struct Args {
     /// ecP256, ecP384, ecP521 or ecP256K (secp256k1). RSA generation is slow in debug builds.
     #[arg(long, value_name = "KIND", default_value = "rsa2048")]
     pub seed_key: KeyKind,
-    /// Directory for the emulator's files (its CA certificate, `ca.pem`); default
-    /// `$TMPDIR/akv-sync-emulator-<pid>`.
+    /// Directory for the emulator's files (its CA certificate, `ca.pem`); it must not exist
+    /// yet and is created 0700. Default: `$TMPDIR/akv-sync-emulator-<random>`.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Address to listen on (keep it loopback).
+    /// Address to listen on; other than loopback only with --allow-remote.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub listen: IpAddr,
+    /// Accept a non-loopback --listen address (the admin API has no authentication).
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Port of the Key Vault (HTTPS) listener; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub vault_port: u16,
@@ -41,9 +44,10 @@ pub struct Args {
     /// Port of the admin API; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub admin_port: u16,
-    /// Where Arc challenge key files are written.
-    #[arg(long, value_name = "DIR", default_value = "/var/opt/azcmagent/tokens")]
-    pub arc_token_dir: PathBuf,
+    /// Where Arc challenge key files are written; default `arc-tokens` in the state folder
+    /// (HIMDS itself uses /var/opt/azcmagent/tokens).
+    #[arg(long, value_name = "DIR")]
+    pub arc_token_dir: Option<PathBuf>,
     /// Client id of a user-assigned identity IMDS knows (repeatable).
     #[arg(long = "user-assigned", value_name = "CLIENT_ID")]
     pub user_assigned: Vec<String>,
@@ -75,6 +79,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let defaults = EmulatorOptions::default();
     let opts = EmulatorOptions {
         listen: args.listen,
+        allow_remote: args.allow_remote,
         vault_port: args.vault_port,
         imds_port: args.imds_port,
         arc_port: args.arc_port,
@@ -88,7 +93,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
                 seed
             })
             .collect(),
-        arc_token_dir: args.arc_token_dir,
+        arc_token_dir: args.arc_token_dir.unwrap_or_default(),
         user_assigned: args.user_assigned,
         token_lifetime: std::time::Duration::from_secs(args.token_lifetime),
         ..defaults

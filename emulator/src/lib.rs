@@ -51,22 +51,25 @@ pub const SERVER_NAMES: [&str; 7] = [
 ];
 
 /// How to start the emulator. `Default` gives loopback, ephemeral ports, a fresh state
-/// directory under the system temp dir, no seeds, a system-assigned identity, 24-hour tokens,
-/// and HIMDS's real key-file directory (tests should point `arc_token_dir` elsewhere).
+/// directory with a random name under the system temp dir (Arc key files inside it), no
+/// seeds, a system-assigned identity and 24-hour tokens.
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
-    /// Address every listener binds (loopback).
+    /// Address every listener binds (loopback unless `allow_remote`).
     pub listen: IpAddr,
+    /// Accept a `listen` address other than loopback: the admin API has no authentication.
+    pub allow_remote: bool,
     /// Ports; 0 = pick a free one.
     pub vault_port: u16,
     pub imds_port: u16,
     pub arc_port: u16,
     pub admin_port: u16,
-    /// Where `ca.pem` is written (created if missing).
+    /// Where `ca.pem` is written: a folder that must not exist yet, created 0700.
     pub state_dir: PathBuf,
     /// Certificates created before the listeners open.
     pub seeds: Vec<Seed>,
-    /// Where Arc challenge key files are written (HIMDS uses `/var/opt/azcmagent/tokens`).
+    /// Where Arc challenge key files are written (HIMDS uses `/var/opt/azcmagent/tokens`);
+    /// empty (the default): `arc-tokens` inside `state_dir`.
     pub arc_token_dir: PathBuf,
     /// Tenant named in challenges and tokens.
     pub tenant: String,
@@ -82,13 +85,14 @@ impl Default for EmulatorOptions {
     fn default() -> Self {
         EmulatorOptions {
             listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            allow_remote: false,
             vault_port: 0,
             imds_port: 0,
             arc_port: 0,
             admin_port: 0,
             state_dir: default_state_dir(),
             seeds: Vec::new(),
-            arc_token_dir: PathBuf::from("/var/opt/azcmagent/tokens"),
+            arc_token_dir: PathBuf::new(),
             tenant: "12345678-1234-1234-1234-123456789012".to_owned(),
             system_assigned: true,
             user_assigned: Vec::new(),
@@ -97,12 +101,47 @@ impl Default for EmulatorOptions {
     }
 }
 
-/// `$TMPDIR/akv-sync-emulator-<pid>-<n>`: distinct for every emulator of a process, so two
-/// emulators started with defaults never overwrite each other's `ca.pem`.
+/// `$TMPDIR/akv-sync-emulator-<32 random hex digits>`: no other user can guess it and create
+/// it first (and [`start`] refuses a folder that exists).
 fn default_state_dir() -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("akv-sync-emulator-{}-{n}", std::process::id()))
+    let name = hex::encode(rand::random::<[u8; 16]>());
+    std::env::temp_dir().join(format!("akv-sync-emulator-{name}"))
+}
+
+/// Create `dir` afresh, mode 0700 (its parents as needed); an existing `dir` is refused, for
+/// in a shared folder such as /tmp someone else may have made it, with links planted in it.
+fn create_state_dir(dir: &std::path::Path) -> Result<(), EmulatorError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let failed = |source| EmulatorError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => EmulatorError::StateDirExists {
+                path: dir.to_path_buf(),
+            },
+            _ => failed(source),
+        })
+}
+
+/// Write a new file `path` (never an existing file or a link), mode 0644.
+fn write_new(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.write_all(content)?;
+    file.sync_all()
 }
 
 /// A certificate to create at start: `VAULT/NAME[:pem|pkcs12]` on the command line.
@@ -171,6 +210,14 @@ pub enum EmulatorError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the state folder {path} already exists; give a new one (it is created 0700, so that no one else can plant files in it)"
+    )]
+    StateDirExists { path: PathBuf },
+    #[error(
+        "refusing to listen on {addr}: the admin API has no authentication; use a loopback address, or --allow-remote"
+    )]
+    RemoteListen { addr: IpAddr },
     #[error("cannot write the CA certificate to {path}: {source}")]
     CaFile {
         path: PathBuf,
@@ -319,21 +366,26 @@ async fn bind(what: &'static str, ip: IpAddr, port: u16) -> Result<TcpListener, 
 
 /// Start the emulator: generate its CA, write `ca.pem`, create the seeds, open the listeners.
 pub async fn start(opts: EmulatorOptions) -> Result<Emulator, EmulatorError> {
-    std::fs::create_dir_all(&opts.state_dir).map_err(|source| EmulatorError::StateDir {
-        path: opts.state_dir.clone(),
-        source,
-    })?;
+    if !opts.listen.is_loopback() && !opts.allow_remote {
+        return Err(EmulatorError::RemoteListen { addr: opts.listen });
+    }
+    create_state_dir(&opts.state_dir)?;
     let tls = make_tls()?;
     let ca_file = opts.state_dir.join("ca.pem");
-    std::fs::write(&ca_file, &tls.ca_pem).map_err(|source| EmulatorError::CaFile {
+    write_new(&ca_file, tls.ca_pem.as_bytes()).map_err(|source| EmulatorError::CaFile {
         path: ca_file.clone(),
         source,
     })?;
+    let arc_token_dir = if opts.arc_token_dir.as_os_str().is_empty() {
+        opts.state_dir.join("arc-tokens")
+    } else {
+        opts.arc_token_dir.clone()
+    };
 
     let shared = Arc::new(state::Shared::new(
         state::Fixed {
             tenant: opts.tenant.clone(),
-            arc_token_dir: opts.arc_token_dir.clone(),
+            arc_token_dir,
         },
         opts.system_assigned,
         &opts.user_assigned,

@@ -6,7 +6,10 @@
 //! - Arc: the first request is answered 401 with `WWW-Authenticate: Basic realm=<key file>`;
 //!   the key file must lie in `/var/opt/azcmagent/tokens/`, end in `.key` and hold at most
 //!   4096 bytes; the request is repeated with `Authorization: Basic <file contents>`. Any
-//!   other path is refused (a hostile local server must not make us read arbitrary files).
+//!   other path is refused (a hostile local server must not make us read arbitrary files):
+//!   the file is opened without following links and without blocking, and checked on the
+//!   opened descriptor (a regular `.key` file of at most 4096 bytes), off the async threads.
+//! - Answers are read up to 64 KiB ([`crate::azure::capped::IDENTITY_MAX`]); redirects are refused.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +18,8 @@ use akv_sync_actors::{ErrorClass, FetchedToken, SourceError, TokenSource};
 use akv_sync_config::Identity;
 use serde::Deserialize;
 use zeroize::Zeroizing;
+
+use crate::azure::capped::{IDENTITY_MAX, ReadError, read_capped, redirect_refused};
 
 /// `AKV_SYNC_IMDS_ENDPOINT`: replaces the IMDS address (system- and user-assigned identities).
 pub const ENV_IMDS_ENDPOINT: &str = "AKV_SYNC_IMDS_ENDPOINT";
@@ -222,8 +227,17 @@ impl IdentityClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let key_path = arc_key_path(&challenge, &self.arc_token_dir)?;
-        let key = read_arc_key(&key_path)?;
+        let dir = self.arc_token_dir.clone();
+        let key = tokio::task::spawn_blocking(move || {
+            arc_key_path(&challenge, &dir).and_then(|path| read_arc_key(&path))
+        })
+        .await
+        .map_err(|e| {
+            SourceError::new(
+                ErrorClass::Transient,
+                format!("reading the Azure Arc key failed: {e}"),
+            )
+        })??;
         let second = self.arc_request(audience, Some(key.as_str())).await?;
         answer(second, &self.endpoint, None).await
     }
@@ -250,12 +264,25 @@ async fn answer(
     client_id: Option<&str>,
 ) -> Result<FetchedToken, SourceError> {
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(SourceError::new(
+            ErrorClass::Permanent,
+            redirect_refused(&format!("identity endpoint {endpoint}"), &resp),
+        ));
+    }
     if status.is_success() {
-        let body = resp.bytes().await.map_err(|e| {
-            SourceError::new(
+        let body = read_capped(resp, IDENTITY_MAX).await.map_err(|e| match e {
+            ReadError::TooLarge { max } => SourceError::new(
+                ErrorClass::Permanent,
+                format!(
+                    "identity endpoint {endpoint} sent an answer over {} KiB; not a token answer",
+                    max / 1024
+                ),
+            ),
+            ReadError::Cut(e) => SourceError::new(
                 ErrorClass::Transient,
                 format!("identity answer cut short: {}", error_chain(&e)),
-            )
+            ),
         })?;
         let token: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
             // serde's message names the field and position, never the value.
@@ -269,7 +296,10 @@ async fn answer(
             expires_in: Duration::from_secs(token.expires_in.unwrap_or(3600)),
         });
     }
-    let body = resp.text().await.unwrap_or_default();
+    let body = read_capped(resp, IDENTITY_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let detail = identity_error_detail(&body);
     let (class, message) = match status.as_u16() {
         400 if detail.contains("Identity not found") => (
@@ -317,7 +347,9 @@ fn identity_error_detail(body: &str) -> String {
     text.chars().take(300).collect()
 }
 
-/// The key-file path of an Arc `Basic realm=` challenge, if it is one we may read.
+/// The key-file path of an Arc `Basic realm=` challenge, if it is one we may read: a `.key`
+/// name directly in the token folder. Only the folder is resolved; the file itself is
+/// opened without following links by [`read_arc_key`].
 pub fn arc_key_path(challenge: &str, token_dir: &Path) -> Result<PathBuf, SourceError> {
     let refuse = |why: &str| {
         SourceError::new(
@@ -334,21 +366,28 @@ pub fn arc_key_path(challenge: &str, token_dir: &Path) -> Result<PathBuf, Source
     if path.extension().and_then(|e| e.to_str()) != Some("key") {
         return Err(refuse("the key file does not end in .key"));
     }
-    // Resolve links and `..` before checking the folder.
-    let canonical = path
+    let name = path
+        .file_name()
+        .filter(|n| *n != ".." && *n != ".")
+        .ok_or_else(|| refuse("the key file has no name"))?;
+    // Resolve links and `..` in the folder before checking it; not in the file name.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| refuse("the key file has no folder"))?
         .canonicalize()
         .map_err(|e| refuse(&format!("cannot resolve {}: {e}", path.display())))?;
     let dir = token_dir
         .canonicalize()
         .unwrap_or_else(|_| token_dir.to_path_buf());
-    if canonical.parent() != Some(dir.as_path()) {
+    if parent != dir {
         return Err(refuse(&format!(
             "the key file {} is not in {}",
             path.display(),
             token_dir.display()
         )));
     }
-    Ok(canonical)
+    Ok(dir.join(name))
 }
 
 fn read_arc_key(path: &Path) -> Result<Zeroizing<String>, SourceError> {
@@ -358,7 +397,20 @@ fn read_arc_key(path: &Path) -> Result<Zeroizing<String>, SourceError> {
             format!("refusing the Azure Arc challenge: {why}"),
         )
     };
-    let meta = std::fs::metadata(path)
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // No link followed (a `.key` name must not lead to another file), and no wait on a
+    // FIFO or device: what is opened is then checked on the descriptor itself.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => refuse(format!("{} is a symbolic link", path.display())),
+            _ => refuse(format!("cannot open {}: {e}", path.display())),
+        })?;
+    let meta = file
+        .metadata()
         .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_file() || meta.len() > ARC_KEY_MAX {
         return Err(refuse(format!(
@@ -366,8 +418,30 @@ fn read_arc_key(path: &Path) -> Result<Zeroizing<String>, SourceError> {
             path.display()
         )));
     }
-    let text = std::fs::read_to_string(path)
+    // The name the descriptor has: what was opened is the `.key` file that was checked.
+    {
+        use std::os::fd::AsRawFd;
+        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            && (opened.extension().and_then(|e| e.to_str()) != Some("key") || opened != path)
+        {
+            return Err(refuse(format!(
+                "{} changed while it was opened",
+                path.display()
+            )));
+        }
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(ARC_KEY_MAX as usize + 1));
+    file.take(ARC_KEY_MAX + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 > ARC_KEY_MAX {
+        return Err(refuse(format!(
+            "{} grew past {ARC_KEY_MAX} bytes",
+            path.display()
+        )));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| refuse(format!("{} is not text", path.display())))?;
     Ok(Zeroizing::new(text.trim().to_owned()))
 }
 
@@ -436,6 +510,49 @@ mod tests {
         let big = dir.path().join("big.key");
         std::fs::write(&big, vec![b'a'; 5000]).unwrap();
         assert!(read_arc_key(&big).is_err());
+    }
+
+    /// The key an Arc challenge naming `realm` would make us send, read as the client does.
+    fn challenge_key(realm: &Path, tokens: &Path) -> Result<Zeroizing<String>, SourceError> {
+        let path = arc_key_path(&format!("Basic realm={}", realm.display()), tokens)?;
+        read_arc_key(&path)
+    }
+
+    #[test]
+    fn an_arc_key_link_to_a_file_not_named_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        std::fs::write(tokens.join("notakey.txt"), "not-a-key").unwrap();
+        std::os::unix::fs::symlink("notakey.txt", tokens.join("evil.key")).unwrap();
+        let err = challenge_key(&tokens.join("evil.key"), &tokens).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
+        assert!(!err.message.contains("not-a-key"));
+        // A real key file next to it is read.
+        std::fs::write(tokens.join("good.key"), "the-key\n").unwrap();
+        assert_eq!(
+            challenge_key(&tokens.join("good.key"), &tokens)
+                .unwrap()
+                .as_str(),
+            "the-key"
+        );
+    }
+
+    #[test]
+    fn an_arc_key_that_is_a_fifo_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let fifo = tokens.join("pipe.key");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(challenge_key(&fifo, &tokens).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reading a FIFO key hung");
+        assert_eq!(got.unwrap_err().class, ErrorClass::Permanent);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! identity ([`identity`]: IMDS and Arc HIMDS, the actors' `TokenSource`) and Key Vault
 //! ([`vault`]: secret GETs, the actors' `SecretSource`).
 
+pub mod capped;
 pub mod identity;
 pub mod net;
 pub mod proxy;

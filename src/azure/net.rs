@@ -29,6 +29,10 @@ pub enum NetError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "{ENV_CA_FILE}: `{path}` is {why}; a trusted CA file must be owned by root (or the agent's user) and writable by no one else"
+    )]
+    CaFileUnsafe { path: String, why: String },
     #[error("{ENV_CA_FILE}: `{path}` holds no usable PEM certificate")]
     CaFileEmpty { path: String },
     #[error(transparent)]
@@ -124,6 +128,73 @@ pub struct NetConfig {
     pub proxy: Option<crate::azure::proxy::ProxyConfig>,
 }
 
+/// The extra CA file's content, if it is root's (or the agent's own user's, for a developer
+/// running the agent unprivileged) and writable by no one else: whoever can write it decides
+/// which servers the agent trusts to be its vault.
+pub fn read_ca_file(path: &str) -> Result<Vec<u8>, NetError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let unreadable = |source| NetError::CaFileUnreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    let unsafe_because = |why: String| NetError::CaFileUnsafe {
+        path: path.to_owned(),
+        why,
+    };
+    if !meta.is_file() {
+        return Err(unsafe_because("not a regular file".into()));
+    }
+    if meta.uid() != 0 && meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(unsafe_because(format!("owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_because(format!(
+            "writable by its group or others (mode {:o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    // CA bundles are kilobytes; a few MiB is generous.
+    let mut pem = Vec::new();
+    file.take(8 << 20)
+        .read_to_end(&mut pem)
+        .map_err(unreadable)?;
+    Ok(pem)
+}
+
+/// The test and private-endpoint overrides set in the environment: (variable, value).
+/// `run` and `once` log a warning for each at start.
+pub fn overrides_in_force() -> Vec<(&'static str, String)> {
+    [
+        ENV_CONNECT_TO,
+        ENV_CA_FILE,
+        crate::azure::identity::ENV_IMDS_ENDPOINT,
+        crate::azure::identity::ENV_ARC_ENDPOINT,
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| (name, v))
+    })
+    .collect()
+}
+
+/// Warn about each override in force (they redirect where the agent connects or what it
+/// trusts; none belongs on a production host unless deliberately set).
+pub fn warn_overrides() {
+    for (name, value) in overrides_in_force() {
+        tracing::warn!(
+            variable = name,
+            value = %value,
+            "test override in force: {name} changes where the agent connects or what it trusts"
+        );
+    }
+}
+
 impl NetConfig {
     /// From `AKV_SYNC_CONNECT_TO`, `AKV_SYNC_CA_FILE` and the proxy variables
     /// ([`crate::azure::proxy`]: `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`).
@@ -133,13 +204,7 @@ impl NetConfig {
             Err(_) => Vec::new(),
         };
         let (extra_ca_pem, extra_ca_path) = match std::env::var(ENV_CA_FILE) {
-            Ok(path) if !path.is_empty() => {
-                let pem = std::fs::read(&path).map_err(|source| NetError::CaFileUnreadable {
-                    path: path.clone(),
-                    source,
-                })?;
-                (Some(pem), Some(path))
-            }
+            Ok(path) if !path.is_empty() => (Some(read_ca_file(&path)?), Some(path)),
             _ => (None, None),
         };
         Ok(NetConfig {
@@ -212,6 +277,9 @@ impl NetConfig {
             .dns_resolver(Arc::new(Resolver {
                 map: self.connect_to.clone(),
             }))
+            // Key Vault and the identity endpoints never redirect: a 3xx is an error that
+            // names the location (see `capped::redirect_refused`), not a request elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(self.request_timeout.unwrap_or(Duration::from_secs(30)))
             .pool_idle_timeout(Duration::from_secs(90))

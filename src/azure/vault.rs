@@ -106,6 +106,14 @@ impl SecretSource for KeyVaultClient {
             })?;
         let status = resp.status();
         self.count(&url.host, status.as_str());
+        // The client follows no redirects: a vault's 3xx is an error, never another host's
+        // (unauthenticated) answer.
+        if status.is_redirection() {
+            return Err(SourceError::new(
+                ErrorClass::Permanent,
+                crate::azure::capped::redirect_refused(&format!("vault {}", url.host), &resp),
+            ));
+        }
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)

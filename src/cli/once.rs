@@ -31,6 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     log::init(&args.log, None, None);
     log_parsed(&parsed);
+    crate::azure::net::warn_overrides();
     let settings = parsed.settings;
     let total = settings.certificates.len() as u64;
     let bar = if std::io::stderr().is_terminal() && total > 1 {
@@ -64,10 +65,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // A certificate whose check died (panicked) has no result: it failed.
+    failed += (total as usize).saturating_sub(results.len());
     println!(
         "{} of {} certificate(s) installed and current",
-        results.len() - failed,
-        results.len()
+        total as usize - failed,
+        total
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS

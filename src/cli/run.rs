@@ -45,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
     let logs = log::init(&args.log, log_dir, parsed.settings.logging.as_ref());
     log_parsed(&parsed);
+    crate::azure::net::warn_overrides();
     let mut sinks: Vec<Arc<dyn StatusSink>> =
         vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
     if let (Some(dir), Some(seq)) = (&args.status_dir, args.sequence) {
@@ -125,6 +126,12 @@ impl Daemon {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                // A dead actor is never silent: exit non-zero, and systemd restarts the agent
+                // (Restart=on-failure) with every actor fresh.
+                actor = running.agent.died() => {
+                    error!(actor = %actor, "an actor of the agent died; exiting with code 1 so that it is restarted");
+                    return Ok(ExitCode::from(1));
+                }
                 _ = hup.recv() => {
                     info!(settings = %self.path.display(), "SIGHUP: re-reading settings");
                     let new = match load_settings(&self.path) {

@@ -19,7 +19,7 @@ pub fn readiness(
         return Err(format!("not ready: {}", view.status.message));
     }
     let ids: Vec<String> = view.certificates.keys().cloned().collect();
-    let stale = metrics.stale(&ids, polling_interval * 2);
+    let stale = metrics.stale(&ids, polling_interval.saturating_mul(2));
     if stale.is_empty() {
         Ok(())
     } else {
@@ -33,17 +33,69 @@ pub fn readiness(
 /// Decides `/readyz`: `Ok` when ready, else why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// Connections served at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send a request's header (also between requests of a connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection lives, whatever it does (a scrape takes milliseconds).
+pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// Serve `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+///
+/// Any local user can connect, so a connection must not be able to hold a descriptor for
+/// long: at most [`MAX_CONNECTIONS`] at once (more are closed at once), each closed if its
+/// request header is not in within [`HEADER_READ_TIMEOUT`], and after [`CONNECTION_MAX_AGE`]
+/// in any case. HTTP/1.1 only.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Readiness,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    let app = router(metrics, ready);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+            // Reap ended connections as we go.
+            Some(_) = connections.join_next() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (or a connection reset before accept): not fatal; a
+                // short pause keeps a full table from spinning this loop.
+                tracing::debug!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("metrics: connection limit reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_MAX_AGE, conn).await;
+        });
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+fn router(metrics: Arc<Metrics>, ready: Readiness) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     let r = ready.clone();
-    let app = axum::Router::new()
+    axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -75,8 +127,5 @@ pub async fn serve(
                     )
                 }
             }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+        )
 }
