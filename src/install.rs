@@ -107,6 +107,7 @@ fn is_fatal(e: &store::StoreError) -> bool {
             | E::StoreIsSymlink { .. }
             | E::StoreNotDirectory { .. }
             | E::StoreNotOwned { .. }
+            | E::UnsafeParent { .. }
     )
 }
 

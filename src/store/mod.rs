@@ -32,6 +32,7 @@
 mod acl;
 mod error;
 mod name;
+mod walk;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -41,12 +42,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RenameFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
 use rustix::io::Errno;
 use zeroize::Zeroizing;
 
 pub use acl::{GrantKind, ResolvedGrant, resolve_grants};
-pub use error::{Found, NameKind, StoreError};
+pub use error::{Found, NameKind, ParentProblem, StoreError};
 
 use acl::{Acl, PERM_EXEC, PERM_READ};
 
@@ -189,11 +190,69 @@ enum Batch {
 }
 
 /// `<vault>.<name>.<version>` → (`<vault>.<name>`, `<version>`): what the folder listing
-/// counts as a version file of a certificate (its type is checked when it is used).
+/// counts as a version file of a certificate (its type is checked when it is used). Only a
+/// Key Vault version — 32 hex digits — makes a version file: any other `<stem>.<x>` (an
+/// administrator's `web.bak`, another certificate's output) is never given this
+/// certificate's ACL nor pruned.
 fn split_version(file: &str) -> Option<(&str, &str)> {
     let (stem, version) = file.rsplit_once('.')?;
-    name::check_part(NameKind::Version, version).ok()?;
-    Some((stem, version))
+    is_vault_version(version).then_some((stem, version))
+}
+
+/// Whether `v` has the form of a Key Vault version id: 32 hex digits.
+pub fn is_vault_version(v: &str) -> bool {
+    v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether the process that made a temporary (`<pid>.<n>` after [`TEMP_PREFIX`]) no longer
+/// exists. A name of another form is not one of ours and is left alone. (A pid reused by an
+/// unrelated process keeps its left-over until that process ends: harmless.)
+fn temp_owner_is_gone(rest: &[u8]) -> bool {
+    let Some(pid) = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        .filter(|pid| *pid > 0)
+    else {
+        return false;
+    };
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Take every write permission but the owner's off an existing store folder: group and
+/// other bits, the owning group's and named ACL entries and the mask. Whoever can write the
+/// folder can swap the files and links readers rely on. Read and traverse bits an
+/// administrator chose are left alone (the key files are 0600 anyway).
+fn close_folder(dir: &OwnedFd, path: &Path, mode: u32) -> Result<(), StoreError> {
+    let acl_err = |op, source| StoreError::Acl {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    let have = acl::read(dir, mode & 0o777).map_err(|e| acl_err("read", e))?;
+    let mut want = have.clone();
+    want.close_writes();
+    if want == have && mode & 0o022 == 0 {
+        return Ok(());
+    }
+    tracing::warn!(
+        store = %path.display(),
+        mode = format_args!("{mode:o}"),
+        "store folder could be written by others (mode, owning group or ACL entries); removing those write permissions"
+    );
+    if want.named.is_empty() && want.mask.is_none() {
+        // Keep the set-id and sticky bits: only the write bits go.
+        rustix::fs::fchmod(dir, Mode::from_raw_mode(mode & !0o022)).map_err(|e| StoreError::Io {
+            op: "chmod store folder",
+            path: path.to_path_buf(),
+            source: e.into(),
+        })
+    } else {
+        acl::write(dir, &want).map_err(|e| acl_err("write", e))
+    }
 }
 
 /// A version with its modification time (seconds, nanoseconds), for sorting by age.
@@ -206,65 +265,24 @@ struct OurFile {
 }
 
 impl Store {
-    /// Open the store folder, creating it (mode 0700, missing parents 0755) when absent.
+    /// Open the store folder, creating it (mode 0700, missing parents 0755, whatever the
+    /// umask) when absent. The path is walked from `/` without following any link, and
+    /// every folder on the way must be root's (or the agent user's) and writable by no one
+    /// else, a sticky folder such as `/tmp` excepted (see `walk.rs`); otherwise
+    /// [`StoreError::UnsafeParent`] names the folder and nothing is created.
     ///
     /// Refused: a store path that is a symbolic link ([`StoreError::StoreIsSymlink`]), not a
-    /// folder, or a folder owned by another user. An existing folder that is group- or
-    /// other-*writable* is tightened (those write bits are removed, with a warning): whoever
-    /// can write the folder can swap the files and links readers rely on, so leaving it would
-    /// void every guarantee, while removing write bits takes no read access away. Read and
-    /// traverse bits an administrator chose are left alone (the key files are 0600 anyway).
+    /// folder, or a folder owned by another user ([`StoreError::StoreNotOwned`]: its owner
+    /// could change its mode and ACL at any time, so no guarantee below would hold). An
+    /// existing folder that others can *write* — group/other bits, the owning group's or a
+    /// named ACL entry, the mask — is tightened (that write permission is removed, with a
+    /// warning), and no later ACL change gives it back: whoever can write the folder can swap
+    /// the files and links readers rely on, while removing write takes no read access away.
+    /// Read and traverse permissions an administrator chose are left alone.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(|source| StoreError::Io {
-                    op: "create parent folders",
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-        }
-        let created = match rustix::fs::mkdirat(CWD, &path, Mode::from_raw_mode(FOLDER_MODE)) {
-            Ok(()) => true,
-            Err(Errno::EXIST) => false,
-            Err(e) => {
-                return Err(StoreError::Io {
-                    op: "create store folder",
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
-        let dir = match rustix::fs::openat(
-            CWD,
-            &path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) if e == Errno::LOOP || e == Errno::NOTDIR => {
-                let is_link = rustix::fs::statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
-                    .unwrap_or(false);
-                return Err(if is_link {
-                    StoreError::StoreIsSymlink { path }
-                } else {
-                    StoreError::StoreNotDirectory { path }
-                });
-            }
-            Err(e) => {
-                return Err(StoreError::Io {
-                    op: "open store folder",
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
         let uid = nix::unistd::geteuid().as_raw();
+        let walk::Walked { dir, created, .. } = walk::open(&path, uid, FOLDER_MODE)?;
         let st = rustix::fs::fstat(&dir).map_err(|e| StoreError::Io {
             op: "stat store folder",
             path: path.clone(),
@@ -278,20 +296,19 @@ impl Store {
             });
         }
         let mode = st.st_mode & 0o7777;
-        let wanted = if created { FOLDER_MODE } else { mode & !0o022 };
-        if wanted != mode {
-            if !created {
-                tracing::warn!(
-                    store = %path.display(),
-                    mode = format_args!("{mode:o}"),
-                    "store folder was group/other-writable; removing those write bits"
-                );
+        if created {
+            // Whatever the umask.
+            if mode != FOLDER_MODE {
+                rustix::fs::fchmod(&dir, Mode::from_raw_mode(FOLDER_MODE)).map_err(|e| {
+                    StoreError::Io {
+                        op: "chmod store folder",
+                        path: path.clone(),
+                        source: e.into(),
+                    }
+                })?;
             }
-            rustix::fs::fchmod(&dir, Mode::from_raw_mode(wanted)).map_err(|e| StoreError::Io {
-                op: "chmod store folder",
-                path: path.clone(),
-                source: e.into(),
-            })?;
+        } else {
+            close_folder(&dir, &path, mode)?;
         }
         Ok(Store {
             path,
@@ -308,13 +325,20 @@ impl Store {
         &self.path
     }
 
-    /// Remove the temporary files and links a crash left behind (names starting with
-    /// [`TEMP_PREFIX`]). Returns how many were removed. Call it once at start, before the
-    /// first install (a temporary name is never reused while its writer is alive).
+    /// Remove the temporary files and links a crash left behind: names starting with
+    /// [`TEMP_PREFIX`] whose process id (the part after the prefix) names no running
+    /// process. Temporaries of a live process — this one included — are left alone.
+    /// Returns how many were removed.
     pub fn clean_temporaries(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self.list()? {
-            if !entry.as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            let Some(rest) = entry.as_bytes().strip_prefix(TEMP_PREFIX.as_bytes()) else {
+                continue;
+            };
+            // `<pid>.<n>`: only a process that no longer exists has left it behind; another
+            // process (a `once` beside the daemon, a second store of this one) may be
+            // writing it right now.
+            if !temp_owner_is_gone(rest) {
                 continue;
             }
             match rustix::fs::unlinkat(&self.dir, entry.as_os_str(), AtFlags::empty()) {
@@ -981,7 +1005,13 @@ impl Store {
             want.named
                 .retain(|p, perm| *perm != PERM_EXEC || granted.contains(p) || in_use.contains(p));
         }
-        if want.named == have.named && have.mask_covers_named() {
+        // No one but the owner writes the folder, whatever was added since it was opened:
+        // the mask rebuilt below never gives write back.
+        want.close_writes();
+        if want.named == have.named
+            && (want.group_obj, want.other) == (have.group_obj, have.other)
+            && have.mask_covers_named()
+        {
             return Ok(false);
         }
         want.fix_mask();
