@@ -24,6 +24,7 @@ pub struct Prepared {
 /// Converts with [`material::convert`] and installs with [`Store`].
 pub struct StoreInstaller {
     acl_enabled: bool,
+    traverse_ancestors: bool,
     prune_keep: Option<usize>,
     stores: Mutex<HashMap<PathBuf, Opened>>,
 }
@@ -56,6 +57,7 @@ impl StoreInstaller {
     pub fn new(settings: &Settings) -> Self {
         StoreInstaller {
             acl_enabled: settings.acl_enabled,
+            traverse_ancestors: settings.agent.traverse_ancestors,
             prune_keep: settings.agent.prune_keep,
             stores: Mutex::new(HashMap::new()),
         }
@@ -73,6 +75,7 @@ impl StoreInstaller {
             warn!(store = %cert.store.display(), "the store folder was removed or replaced; opening it again");
         }
         let store = Store::open(&cert.store).map_err(|e| store_error(cert, e))?;
+        store.set_traverse_ancestors(self.traverse_ancestors);
         match store.clean_temporaries() {
             Ok(0) => {}
             Ok(n) => {

@@ -72,6 +72,7 @@ const AGENT_KEYS: &[&str] = &[
     "pruneKeepVersions",
     "maxConcurrencyPerVault",
     "pollingJitter",
+    "traverseAncestors",
 ];
 const CERT_EXT_KEYS: &[&str] = &["outputs", "onChange"];
 const OUTPUT_KEYS: &[&str] = &["cert", "chain", "fullchain", "privkey"];

@@ -32,6 +32,7 @@
 mod acl;
 mod error;
 mod name;
+mod reach;
 mod walk;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +49,7 @@ use zeroize::Zeroizing;
 
 pub use acl::{GrantKind, ResolvedGrant, resolve_grants};
 pub use error::{Found, NameKind, ParentProblem, StoreError};
+pub use reach::{Blocked, blocked_ancestors};
 
 use acl::{Acl, PERM_EXEC, PERM_READ};
 
@@ -169,6 +171,12 @@ pub struct Store {
     /// A link was renamed into place in this batch and the folder not synced since: the
     /// batch's end syncs it once (see [`Store::end_batch`]).
     links_unsynced: std::sync::atomic::AtomicBool,
+    /// The folders above the store folder (see `reach.rs`).
+    ancestors: Vec<reach::Ancestor>,
+    /// Whether granted principals get traverse on the folders above that block them.
+    traverse_ancestors: std::sync::atomic::AtomicBool,
+    /// What the folders above were last brought in line with (on, principals).
+    reached: std::sync::Mutex<Option<(bool, BTreeSet<reach::Principal>)>>,
 }
 
 /// How long one listing of the folder may stand in for a fresh one in batches of installs.
@@ -282,7 +290,11 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
         let uid = nix::unistd::geteuid().as_raw();
-        let walk::Walked { dir, created, .. } = walk::open(&path, uid, FOLDER_MODE)?;
+        let walk::Walked {
+            dir,
+            created,
+            ancestors,
+        } = walk::open(&path, uid, FOLDER_MODE)?;
         let st = rustix::fs::fstat(&dir).map_err(|e| StoreError::Io {
             op: "stat store folder",
             path: path.clone(),
@@ -317,7 +329,42 @@ impl Store {
             folder_acl: std::sync::Mutex::new(()),
             batch: std::sync::Mutex::new(Batch::Off(None)),
             links_unsynced: std::sync::atomic::AtomicBool::new(false),
+            ancestors,
+            traverse_ancestors: std::sync::atomic::AtomicBool::new(true),
+            reached: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether principals granted in this store get traverse-only (`--x`) ACL entries on the
+    /// folders above it that would keep them out (on by default; `traverseAncestors`). Off,
+    /// the entries added earlier are removed and each blocking folder is warned about.
+    pub fn set_traverse_ancestors(&self, on: bool) {
+        self.traverse_ancestors.store(on, Ordering::Relaxed);
+    }
+
+    /// Bring the folders above in line with the principals the store folder lets in; done
+    /// again only when those (or the setting) changed.
+    fn reach_ancestors(&self, principals: BTreeSet<reach::Principal>) -> Result<(), StoreError> {
+        let on = self.traverse_ancestors.load(Ordering::Relaxed);
+        let mut reached = self
+            .reached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Some((on, principals));
+        if *reached == now {
+            return Ok(());
+        }
+        let (_, principals) = now.as_ref().expect("just set");
+        for b in reach::reconcile(&self.path, &self.ancestors, principals, on)? {
+            tracing::warn!(
+                store = %self.path.display(),
+                folder = %b.folder.display(),
+                principal = %format_args!("{}:{}", if b.kind == GrantKind::User { "user" } else { "group" }, b.id),
+                "a folder above the store keeps a granted principal out (traverseAncestors is off): it cannot read its certificate"
+            );
+        }
+        *reached = now;
+        Ok(())
     }
 
     /// The store folder as given to [`Store::open`].
@@ -619,7 +666,10 @@ impl Store {
 
         // 5. Traverse on the folder for every granted principal; entries for principals no
         //    file grants any more are removed when something was revoked.
-        repaired |= self.sync_folder_acl(&granted, revoked)?;
+        let (changed, folder_principals) = self.sync_folder_acl(&granted, revoked)?;
+        repaired |= changed;
+        // 5b. …and on the folders above that would keep them out.
+        self.reach_ancestors(folder_principals)?;
 
         // 6. Opt-in pruning (never the current version).
         if let Some(keep) = req.prune_keep {
@@ -986,7 +1036,7 @@ impl Store {
         &self,
         granted: &BTreeSet<(GrantKind, u32)>,
         revoked: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(bool, BTreeSet<reach::Principal>), StoreError> {
         // A poisoned lock only means another install panicked; the ACL is re-read anyway.
         let _guard = self
             .folder_acl
@@ -1008,15 +1058,21 @@ impl Store {
         // No one but the owner writes the folder, whatever was added since it was opened:
         // the mask rebuilt below never gives write back.
         want.close_writes();
+        let through = want
+            .named
+            .iter()
+            .filter(|(_, perm)| **perm & PERM_EXEC != 0)
+            .map(|(p, _)| *p)
+            .collect();
         if want.named == have.named
             && (want.group_obj, want.other) == (have.group_obj, have.other)
             && have.mask_covers_named()
         {
-            return Ok(false);
+            return Ok((false, through));
         }
         want.fix_mask();
         acl::write(&self.dir, &want).map_err(|e| self.acl_err("write", OsStr::new(""), e))?;
-        Ok(true)
+        Ok((true, through))
     }
 
     /// Every principal named in the ACL of a regular file in the folder.

@@ -23,6 +23,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::error::{ParentProblem, StoreError};
+use super::reach::Ancestor;
 
 /// Mode of the missing folders made on the way to a store folder.
 pub const PARENT_MODE: u32 = 0o755;
@@ -33,6 +34,9 @@ pub(crate) struct Walked {
     pub dir: OwnedFd,
     /// Whether this call made the store folder.
     pub created: bool,
+    /// The folders above it the agent could open read-only (their ACLs can be read and
+    /// changed through these), `/` first.
+    pub ancestors: Vec<Ancestor>,
 }
 
 fn unsafe_parent(path: &Path, problem: ParentProblem) -> StoreError {
@@ -52,14 +56,13 @@ fn io(op: &'static str, path: &Path, e: Errno) -> StoreError {
 
 /// Open folder `name` in `parent` without following a link: read-only, or `O_PATH` when the
 /// agent may not read it. `Ok(None)` when it does not exist.
-fn open_dir(parent: &OwnedFd, name: &OsStr) -> Result<Option<OwnedFd>, Errno> {
+fn open_dir(parent: &OwnedFd, name: &OsStr) -> Result<Option<(OwnedFd, bool)>, Errno> {
     let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(parent, name, flags | OFlags::RDONLY, Mode::empty()) {
-        Ok(fd) => Ok(Some(fd)),
+        Ok(fd) => Ok(Some((fd, true))),
         Err(Errno::NOENT) => Ok(None),
-        Err(Errno::ACCESS) => {
-            rustix::fs::openat(parent, name, flags | OFlags::PATH, Mode::empty()).map(Some)
-        }
+        Err(Errno::ACCESS) => rustix::fs::openat(parent, name, flags | OFlags::PATH, Mode::empty())
+            .map(|fd| Some((fd, false))),
         Err(e) => Err(e),
     }
 }
@@ -111,8 +114,10 @@ pub(crate) fn open(path: &Path, uid: u32, folder_mode: u32) -> Result<Walked, St
         Mode::empty(),
     )
     .map_err(|e| io("open", &here, e))?;
-    // The folder the next component is opened in.
+    // The folder the next component is opened in, and whether it could be opened read-only.
     let mut parent = root;
+    let mut readable = true;
+    let mut ancestors = Vec::new();
     for (i, name) in parents.iter().chain(std::iter::once(last)).enumerate() {
         let is_store = i == parents.len();
         let st = rustix::fs::fstat(&parent).map_err(|e| io("stat", &here, e))?;
@@ -129,10 +134,20 @@ pub(crate) fn open(path: &Path, uid: u32, folder_mode: u32) -> Result<Walked, St
         }
         let next = here.join(name);
         if is_store {
-            return open_store(&parent, name, &next, folder_mode)
-                .map(|(dir, created)| Walked { dir, created });
+            let (dir, created) = open_store(&parent, name, &next, folder_mode)?;
+            if readable {
+                ancestors.push(Ancestor {
+                    path: here,
+                    fd: parent,
+                });
+            }
+            return Ok(Walked {
+                dir,
+                created,
+                ancestors,
+            });
         }
-        let fd = match open_dir(&parent, name) {
+        let (fd, fd_readable) = match open_dir(&parent, name) {
             Ok(Some(found)) => found,
             Ok(None) => make_parent(&parent, name, &next)?,
             Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
@@ -149,20 +164,27 @@ pub(crate) fn open(path: &Path, uid: u32, folder_mode: u32) -> Result<Walked, St
                 ParentProblem::NotOwned { owner: st.st_uid },
             ));
         }
+        if readable {
+            ancestors.push(Ancestor {
+                path: here,
+                fd: parent,
+            });
+        }
         here = next;
         parent = fd;
+        readable = fd_readable;
     }
     unreachable!("the loop returns at the store folder")
 }
 
 /// Make a missing folder on the way, 0755 whatever the umask.
-fn make_parent(parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd, StoreError> {
+fn make_parent(parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<(OwnedFd, bool), StoreError> {
     let made = match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(PARENT_MODE)) {
         Ok(()) => true,
         Err(Errno::EXIST) => false,
         Err(e) => return Err(io("create parent folder", path, e)),
     };
-    let fd = match open_dir(parent, name) {
+    let (fd, readable) = match open_dir(parent, name) {
         Ok(Some(found)) => found,
         Ok(None) => return Err(io("open", path, Errno::NOENT)),
         Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
@@ -174,7 +196,7 @@ fn make_parent(parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd, S
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(PARENT_MODE))
             .map_err(|e| io("chmod parent folder", path, e))?;
     }
-    Ok(fd)
+    Ok((fd, readable))
 }
 
 /// Open (or make, with `mode`) the store folder itself, refusing a link or a non-folder.

@@ -709,6 +709,26 @@ fn an_output_inside_another_certificates_name_space_conflicts() {
 }
 
 #[test]
+fn traverse_ancestors_is_on_unless_turned_off() {
+    assert!(ok(&v3("[]", "")).settings.agent.traverse_ancestors);
+    let off = ok(&v3(
+        "[]",
+        r#""akvSyncSettings": {"traverseAncestors": false}"#,
+    ));
+    assert!(!off.settings.agent.traverse_ancestors);
+    assert_eq!(
+        one_error(&v3(
+            "[]",
+            r#""akvSyncSettings": {"traverseAncestors": "no"}"#
+        )),
+        (
+            ErrorKind::WrongType,
+            "akvSyncSettings.traverseAncestors".into()
+        )
+    );
+}
+
+#[test]
 fn agent_extensions_are_read() {
     let p = ok(&v3(
         "[]",
