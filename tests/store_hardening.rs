@@ -181,8 +181,11 @@ fn an_ancestor_swapped_for_a_symlink_is_refused_and_nothing_is_written_there() {
     let secret = s.dir.path().join("root-only");
     std::fs::create_dir(&secret).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A link another user made (as one who could write the folder would).
+    let user = TestUser::new(&[]);
     let swapped = s.dir.path().join("apps");
     symlink(&secret, &swapped).unwrap();
+    std::os::unix::fs::lchown(&swapped, Some(user.uid()), None).unwrap();
 
     let err = Store::open(&swapped.join("app1").join("store")).unwrap_err();
     assert!(
@@ -193,6 +196,46 @@ fn an_ancestor_swapped_for_a_symlink_is_refused_and_nothing_is_written_there() {
     // The last component as a link is refused too (as before).
     let err = Store::open(&swapped).unwrap_err();
     assert!(matches!(err, StoreError::StoreIsSymlink { .. }), "{err:?}");
+}
+
+#[test]
+fn a_link_root_made_in_a_root_only_folder_is_followed_and_its_target_checked() {
+    assert_root();
+    let s = scratch();
+    // As `/var/run -> /run`: root's own link, in a folder only root can write.
+    let real = s.dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+    symlink("real", s.dir.path().join("alias")).unwrap();
+    Store::open(&s.dir.path().join("alias").join("app1").join("store")).unwrap();
+    assert!(real.join("app1").join("store").is_dir());
+
+    // Its target is walked like any path: a group-writable one is refused.
+    let group = TestGroup::new();
+    let open = s.dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::os::unix::fs::chown(&open, None, Some(group.gid())).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).unwrap();
+    symlink(&open, s.dir.path().join("to-open")).unwrap();
+    let err = Store::open(&s.dir.path().join("to-open").join("store")).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::UnsafeParent { path, problem: ParentProblem::Writable { .. } } if *path == open),
+        "{err:?}"
+    );
+    // A loop of links ends.
+    symlink("loop-b", s.dir.path().join("loop-a")).unwrap();
+    symlink("loop-a", s.dir.path().join("loop-b")).unwrap();
+    let err = Store::open(&s.dir.path().join("loop-a").join("store")).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::UnsafeParent {
+                problem: ParentProblem::Symlink,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

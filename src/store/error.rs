@@ -47,7 +47,8 @@ pub enum Found {
 /// Why an ancestor of a store folder (or the path itself) is not safe to write below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParentProblem {
-    /// It is a symbolic link: the path is never resolved through one.
+    /// It is a symbolic link someone other than root and the agent's user made (or one of
+    /// more than 40 in a row): never followed.
     Symlink,
     /// It exists and is not a folder.
     NotDirectory,
@@ -64,7 +65,9 @@ pub enum ParentProblem {
 impl std::fmt::Display for ParentProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ParentProblem::Symlink => f.write_str("it is a symbolic link (never followed)"),
+            ParentProblem::Symlink => {
+                f.write_str("it is a symbolic link that is not root's (never followed)")
+            }
             ParentProblem::NotDirectory => f.write_str("it is not a folder"),
             ParentProblem::Writable { mode } => write!(
                 f,

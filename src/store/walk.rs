@@ -2,7 +2,10 @@
 //!
 //! The path is walked from `/` one component at a time with
 //! `openat(O_NOFOLLOW|O_DIRECTORY)` on the descriptor of the folder before it, so no
-//! component is ever resolved through a symbolic link; a missing folder on the way is made
+//! component is ever resolved through a symbolic link the walk did not check: a link is
+//! followed only when root or the agent's user owns it and the folder holding it passed the
+//! rules below (so only they could have made it, as `/var/run -> /run`), and its target is
+//! walked the same way; anyone else's link is refused. A missing folder on the way is made
 //! with `mkdirat` on that descriptor and set to 0755 whatever the umask (ACL readers must be
 //! able to traverse it). Every folder on the way must be safe to write below — OpenSSH's
 //! StrictModes rule:
@@ -15,8 +18,10 @@
 //! The last component is the store folder itself; [`super::Store::open`] decides what is
 //! accepted there (a folder of the agent's own user, tightened).
 
-use std::ffi::OsStr;
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
@@ -24,6 +29,9 @@ use rustix::io::Errno;
 
 use super::error::{ParentProblem, StoreError};
 use super::reach::Ancestor;
+
+/// How many links the walk follows before giving up (as the kernel's `MAXSYMLINKS`).
+const MAX_LINKS: u32 = 40;
 
 /// Mode of the missing folders made on the way to a store folder.
 pub const PARENT_MODE: u32 = 0o755;
@@ -91,67 +99,103 @@ pub(crate) fn open(path: &Path, uid: u32, folder_mode: u32) -> Result<Walked, St
             })?
             .join(path)
     };
-    let mut names: Vec<&OsStr> = Vec::new();
+    // Components still to walk, next first (a followed link puts its target's in front).
+    let mut todo: VecDeque<OsString> = VecDeque::new();
     for c in absolute.components() {
         match c {
             Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => names.push(n),
+            Component::Normal(n) => todo.push_back(n.to_owned()),
             Component::ParentDir | Component::Prefix(_) => {
                 return Err(unsafe_parent(path, ParentProblem::NotNormal));
             }
         }
     }
-    let Some((last, parents)) = names.split_last() else {
+    if todo.is_empty() {
         return Err(unsafe_parent(path, ParentProblem::NotNormal));
-    };
+    }
     let trusted = |owner: u32| owner == 0 || owner == uid;
 
-    let mut here = PathBuf::from("/");
     let root = rustix::fs::openat(
         CWD,
         "/",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| io("open", &here, e))?;
-    // The folder the next component is opened in, and whether it could be opened read-only.
-    let mut parent = root;
-    let mut readable = true;
-    let mut ancestors = Vec::new();
-    for (i, name) in parents.iter().chain(std::iter::once(last)).enumerate() {
-        let is_store = i == parents.len();
-        let st = rustix::fs::fstat(&parent).map_err(|e| io("stat", &here, e))?;
+    .map_err(|e| io("open", Path::new("/"), e))?;
+    // The folders walked so far, `/` first: (path, descriptor, opened read-only).
+    let mut chain: Vec<(PathBuf, OwnedFd, bool)> = vec![(PathBuf::from("/"), root, true)];
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        // Only a followed link's target can hold these.
+        if name == ".." {
+            if chain.len() > 1 {
+                chain.pop();
+            }
+            continue;
+        }
+        if name == "." || name.is_empty() {
+            continue;
+        }
+        let is_store = todo.is_empty();
+        let (here, parent, _) = chain.last().expect("the walk starts at /");
+        let st = rustix::fs::fstat(parent).map_err(|e| io("stat", here, e))?;
         if !trusted(st.st_uid) {
             return Err(unsafe_parent(
-                &here,
+                here,
                 ParentProblem::NotOwned { owner: st.st_uid },
             ));
         }
         let mode = st.st_mode & 0o7777;
         let sticky = mode & 0o1000 != 0;
         if mode & 0o022 != 0 && !sticky {
-            return Err(unsafe_parent(&here, ParentProblem::Writable { mode }));
+            return Err(unsafe_parent(here, ParentProblem::Writable { mode }));
         }
-        let next = here.join(name);
+        let next = here.join(&name);
         if is_store {
-            let (dir, created) = open_store(&parent, name, &next, folder_mode)?;
-            if readable {
-                ancestors.push(Ancestor {
-                    path: here,
-                    fd: parent,
-                });
-            }
+            let (dir, created) = open_store(parent, &name, &next, folder_mode)?;
+            let ancestors = chain
+                .into_iter()
+                .filter(|(_, _, readable)| *readable)
+                .map(|(path, fd, _)| Ancestor { path, fd })
+                .collect();
             return Ok(Walked {
                 dir,
                 created,
                 ancestors,
             });
         }
-        let (fd, fd_readable) = match open_dir(&parent, name) {
+        let (fd, readable) = match open_dir(parent, &name) {
             Ok(Some(found)) => found,
-            Ok(None) => make_parent(&parent, name, &next)?,
+            Ok(None) => make_parent(parent, &name, &next)?,
             Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
-                return Err(unsafe_parent(&next, not_a_folder(&parent, name)));
+                // A link root (or the agent's user) made in a folder no one else can write
+                // is that owner's choice (`/var/run -> /run`): followed, and every folder of
+                // its target checked in turn. Anyone else's link is refused.
+                let problem = not_a_folder(parent, &name);
+                let link_owner = rustix::fs::statat(parent, &name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| st.st_uid)
+                    .ok();
+                if problem != ParentProblem::Symlink
+                    || !link_owner.is_some_and(trusted)
+                    || links >= MAX_LINKS
+                {
+                    return Err(unsafe_parent(&next, problem));
+                }
+                links += 1;
+                let target = rustix::fs::readlinkat(parent, &name, Vec::new())
+                    .map_err(|e| io("read link", &next, e))?;
+                let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                if target.is_absolute() {
+                    chain.truncate(1);
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                        Component::ParentDir => todo.push_front(OsString::from("..")),
+                        Component::Normal(n) => todo.push_front(n.to_owned()),
+                    }
+                }
+                continue;
             }
             Err(e) => return Err(io("open", &next, e)),
         };
@@ -164,15 +208,7 @@ pub(crate) fn open(path: &Path, uid: u32, folder_mode: u32) -> Result<Walked, St
                 ParentProblem::NotOwned { owner: st.st_uid },
             ));
         }
-        if readable {
-            ancestors.push(Ancestor {
-                path: here,
-                fd: parent,
-            });
-        }
-        here = next;
-        parent = fd;
-        readable = fd_readable;
+        chain.push((next, fd, readable));
     }
     unreachable!("the loop returns at the store folder")
 }
