@@ -105,3 +105,26 @@ fn turned_off_nothing_is_added_above_the_store() {
     assert_eq!(app1.cat(&store_path.join("myvault.web")), None);
     assert!(!getfacl(&waagent).contains(&format!("user:{}:", app1.uid())));
 }
+
+#[test]
+fn a_second_store_below_the_same_folder_keeps_its_readers_way_when_the_first_drops_them() {
+    assert_root();
+    let s = scratch();
+    let (waagent, store_a) = layout(&s);
+    let store_b = store_a.with_file_name("app2");
+    let app1 = TestUser::new(&[]);
+    let grants = grant(&app1);
+    let a = Store::open(&store_a).unwrap();
+    let b = Store::open(&store_b).unwrap();
+    a.install(&req(Some(&grants))).unwrap();
+    b.install(&req(Some(&grants))).unwrap();
+    // `a` drops the grant; `b` still needs the way through `waagent`.
+    a.install(&req(Some(&[]))).unwrap();
+    assert_eq!(app1.cat(&store_a.join("myvault.web")), None);
+    assert_eq!(
+        app1.cat(&store_b.join("myvault.web")).as_deref(),
+        Some(&b"WEB PEM"[..])
+    );
+    b.install(&req(Some(&[]))).unwrap();
+    assert!(!getfacl(&waagent).contains(&format!("user:{}:", app1.uid())));
+}

@@ -7,8 +7,10 @@
 //! principal cannot list it) — only where the folder does not already let it through; the
 //! entries the store added are recorded in the folder's `trusted.akv-sync.traverse`
 //! attribute (root-only), so that they — and never an administrator's — are removed again
-//! once no store of this process below that folder grants the principal any more. The ACL
-//! mask only ever gains `x`; nothing else about the folder changes.
+//! when a store stops granting the principal and no other store of this process below that
+//! folder grants it. (An entry whose store left the settings while the agent was stopped
+//! stays until the setting is turned off.) The ACL mask only ever gains `x`; nothing else
+//! about the folder changes.
 //!
 //! Off (`akvSyncSettings.traverseAncestors: false`): nothing is added, the entries added
 //! earlier are removed, and each folder that blocks a granted principal is reported.
@@ -169,6 +171,7 @@ pub(crate) fn reconcile(
     let mut blocked = Vec::new();
     for a in ancestors {
         let by_store = needs.entry(a.path.clone()).or_default();
+        let before = by_store.get(store).cloned().unwrap_or_default();
         if enabled && !principals.is_empty() {
             by_store.insert(store.to_path_buf(), principals.clone());
         } else {
@@ -184,9 +187,12 @@ pub(crate) fn reconcile(
         let old_mark = read_mark(a)?;
         let mut mark = old_mark.clone();
         let mut want = have.clone();
-        // Ours and no longer needed: take the traverse back.
+        // Ours and no longer needed: take the traverse back. Only for a principal this store
+        // stopped granting (or everything, turned off): right after a start, another store
+        // below the same folder may simply not have been installed yet, and its readers
+        // must not lose their way in meanwhile.
         for p in mark.clone() {
-            if !needed.contains(&p) {
+            if !needed.contains(&p) && (!enabled || before.contains(&p)) {
                 if let Some(perm) = want.named.get_mut(&p) {
                     *perm &= !PERM_EXEC;
                     if *perm == 0 {
