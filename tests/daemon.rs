@@ -494,6 +494,43 @@ fn once_installs_and_reports_each_certificate_and_status_shows_them() {
 }
 
 #[test]
+fn once_beside_a_live_writer_keeps_its_temporaries_and_removes_a_dead_ones() {
+    let env = Env::start();
+    create(&env, &[("alpha", "web")]);
+    let settings = env.write_settings("s.json", &[("alpha", "web")], json!({}), json!({}));
+    std::fs::create_dir_all(&env.store).unwrap();
+    // A writer still running (as a daemon beside this `once`) and one that has ended.
+    let mut live = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let prefix = akv_sync::store::TEMP_PREFIX;
+    let in_flight = env.store.join(format!("{prefix}{}.7", live.id()));
+    let left_over = env.store.join(format!("{prefix}{dead_pid}.7"));
+    std::fs::write(&in_flight, b"being written").unwrap();
+    std::fs::write(&left_over, b"half a key").unwrap();
+
+    let out = env
+        .command(&["once", "--settings", settings.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let in_flight_kept = in_flight.exists();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(in_flight_kept, "a live writer's temporary was removed");
+    assert!(!left_over.exists());
+}
+
+#[test]
 fn a_certificate_near_expiry_with_nothing_newer_raises_a_warning_and_a_metric() {
     let env = Env::start();
     let spec = CertSpec {

@@ -55,7 +55,7 @@ fn granted_user_reads_the_key_through_the_link_and_an_ungranted_user_cannot() {
     let other = TestUser::new(&[]);
     let store = Store::open(&s.store).unwrap();
     let g = grants(&[user_grant(&granted)]);
-    let mut r = req("web", "v1", &pem, Some(&g));
+    let mut r = req("web", "000000000000000000000000000000a1", &pem, Some(&g));
     r.link_name = Some("web.pem");
     store.install(&r).unwrap();
 
@@ -67,7 +67,7 @@ fn granted_user_reads_the_key_through_the_link_and_an_ungranted_user_cannot() {
     );
     assert_eq!(other.cat(&link), None);
 
-    let file_acl = getfacl(&s.store.join("vault1.web.v1"));
+    let file_acl = getfacl(&s.store.join("vault1.web.000000000000000000000000000000a1"));
     assert!(
         has_entry(&file_acl, &format!("user:{}:r--", granted.uid())),
         "{file_acl}"
@@ -85,7 +85,11 @@ fn granted_user_reads_the_key_through_the_link_and_an_ungranted_user_cannot() {
     assert!(has_entry(&folder_acl, "other::---"), "{folder_acl}");
 
     // libacl (through exacl) decodes the same entries.
-    let entries = exacl::getfacl(s.store.join("vault1.web.v1"), None).unwrap();
+    let entries = exacl::getfacl(
+        s.store.join("vault1.web.000000000000000000000000000000a1"),
+        None,
+    )
+    .unwrap();
     assert!(entries.iter().any(|e| e.kind == exacl::AclEntryKind::User
         && e.name == granted.name
         && e.perms == exacl::Perm::READ));
@@ -112,12 +116,19 @@ fn group_grant_lets_a_member_read_and_not_a_non_member() {
             name: group.name.clone()
         }]
     );
-    store.install(&req("web", "v1", &pem, Some(&g))).unwrap();
+    store
+        .install(&req(
+            "web",
+            "000000000000000000000000000000a1",
+            &pem,
+            Some(&g),
+        ))
+        .unwrap();
 
     let link = s.store.join("vault1.web");
     assert_eq!(member.cat(&link).as_deref(), Some(pem.as_slice()));
     assert_eq!(outsider.cat(&link), None);
-    let file_acl = getfacl(&s.store.join("vault1.web.v1"));
+    let file_acl = getfacl(&s.store.join("vault1.web.000000000000000000000000000000a1"));
     assert!(
         has_entry(&file_acl, &format!("group:{}:r--", group.gid())),
         "{file_acl}"
@@ -133,16 +144,30 @@ fn removing_a_principal_revokes_its_access_on_the_next_pass_without_rewriting() 
     let leaves = TestUser::new(&[]);
     let store = Store::open(&s.store).unwrap();
     let both = grants(&[user_grant(&stays), user_grant(&leaves)]);
-    store.install(&req("web", "v1", &pem, Some(&both))).unwrap();
+    store
+        .install(&req(
+            "web",
+            "000000000000000000000000000000a1",
+            &pem,
+            Some(&both),
+        ))
+        .unwrap();
     let link = s.store.join("vault1.web");
-    let file = s.store.join("vault1.web.v1");
+    let file = s.store.join("vault1.web.000000000000000000000000000000a1");
     assert!(leaves.cat(&link).is_some());
     let ino = std::fs::metadata(&file).unwrap().ino();
     let mtime = std::fs::metadata(&file).unwrap().mtime_nsec();
 
     let one = grants(&[user_grant(&stays)]);
     assert_eq!(
-        store.install(&req("web", "v1", &pem, Some(&one))).unwrap(),
+        store
+            .install(&req(
+                "web",
+                "000000000000000000000000000000a1",
+                &pem,
+                Some(&one)
+            ))
+            .unwrap(),
         InstallOutcome::Repaired
     );
     assert_eq!(stays.cat(&link).as_deref(), Some(pem.as_slice()));
@@ -154,7 +179,9 @@ fn removing_a_principal_revokes_its_access_on_the_next_pass_without_rewriting() 
 
     // aclEnabled turned off: no named entries remain, the file is plain 0600 again.
     assert_eq!(
-        store.install(&req("web", "v1", &pem, None)).unwrap(),
+        store
+            .install(&req("web", "000000000000000000000000000000a1", &pem, None))
+            .unwrap(),
         InstallOutcome::Repaired
     );
     assert_eq!(stays.cat(&link), None);
@@ -169,7 +196,9 @@ fn removing_a_principal_revokes_its_access_on_the_next_pass_without_rewriting() 
     assert!(!plain.lines().any(|l| l.starts_with("mask:")), "{plain}");
     assert!(!getfacl(&s.store).contains(&format!("user:{}:", stays.uid())));
     assert_eq!(
-        store.install(&req("web", "v1", &pem, None)).unwrap(),
+        store
+            .install(&req("web", "000000000000000000000000000000a1", &pem, None))
+            .unwrap(),
         InstallOutcome::Unchanged
     );
 }
@@ -183,11 +212,34 @@ fn earlier_versions_follow_the_current_grants() {
     let user = TestUser::new(&[]);
     let store = Store::open(&s.store).unwrap();
     let g = grants(&[user_grant(&user)]);
-    store.install(&req("web", "v1", &a, Some(&g))).unwrap();
-    assert!(user.cat(&s.store.join("vault1.web.v1")).is_some());
-    store.install(&req("web", "v2", &b, Some(&[]))).unwrap();
-    assert_eq!(user.cat(&s.store.join("vault1.web.v1")), None);
-    assert_eq!(user.cat(&s.store.join("vault1.web.v2")), None);
+    store
+        .install(&req(
+            "web",
+            "000000000000000000000000000000a1",
+            &a,
+            Some(&g),
+        ))
+        .unwrap();
+    assert!(
+        user.cat(&s.store.join("vault1.web.000000000000000000000000000000a1"))
+            .is_some()
+    );
+    store
+        .install(&req(
+            "web",
+            "000000000000000000000000000000a2",
+            &b,
+            Some(&[]),
+        ))
+        .unwrap();
+    assert_eq!(
+        user.cat(&s.store.join("vault1.web.000000000000000000000000000000a1")),
+        None
+    );
+    assert_eq!(
+        user.cat(&s.store.join("vault1.web.000000000000000000000000000000a2")),
+        None
+    );
 }
 
 #[test]
@@ -198,10 +250,31 @@ fn folder_traverse_stays_while_another_certificate_still_grants_it() {
     let shared = TestUser::new(&[]);
     let store = Store::open(&s.store).unwrap();
     let g = grants(&[user_grant(&shared)]);
-    store.install(&req("one", "v1", &pem, Some(&g))).unwrap();
-    store.install(&req("two", "v1", &pem, Some(&g))).unwrap();
+    store
+        .install(&req(
+            "one",
+            "000000000000000000000000000000a1",
+            &pem,
+            Some(&g),
+        ))
+        .unwrap();
+    store
+        .install(&req(
+            "two",
+            "000000000000000000000000000000a1",
+            &pem,
+            Some(&g),
+        ))
+        .unwrap();
     // Certificate two no longer grants it; certificate one still does.
-    store.install(&req("two", "v1", &pem, Some(&[]))).unwrap();
+    store
+        .install(&req(
+            "two",
+            "000000000000000000000000000000a1",
+            &pem,
+            Some(&[]),
+        ))
+        .unwrap();
     assert_eq!(
         shared.cat(&s.store.join("vault1.one")).as_deref(),
         Some(pem.as_slice())
@@ -209,7 +282,14 @@ fn folder_traverse_stays_while_another_certificate_still_grants_it() {
     assert_eq!(shared.cat(&s.store.join("vault1.two")), None);
     assert!(getfacl(&s.store).contains(&format!("user:{}:--x", shared.uid())));
     // Now neither does: the folder entry goes too.
-    store.install(&req("one", "v1", &pem, Some(&[]))).unwrap();
+    store
+        .install(&req(
+            "one",
+            "000000000000000000000000000000a1",
+            &pem,
+            Some(&[]),
+        ))
+        .unwrap();
     assert!(!getfacl(&s.store).contains(&format!("user:{}:", shared.uid())));
 }
 
@@ -234,7 +314,7 @@ fn secret_outputs_carry_the_grants_and_public_ones_are_reachable_only_through_th
             secret: false,
         },
     ];
-    let mut r = req("web", "v1", &pem, Some(&g));
+    let mut r = req("web", "000000000000000000000000000000a1", &pem, Some(&g));
     r.outputs = &outputs;
     store.install(&r).unwrap();
     assert_eq!(
@@ -298,7 +378,14 @@ fn concurrent_installs_of_different_certificates_keep_every_folder_grant() {
             scope.spawn(move || {
                 let g = grants(&[user_grant(user)]);
                 let name = format!("cert{i}");
-                store.install(&req(&name, "v1", pem, Some(&g))).unwrap();
+                store
+                    .install(&req(
+                        &name,
+                        "000000000000000000000000000000a1",
+                        pem,
+                        Some(&g),
+                    ))
+                    .unwrap();
             });
         }
     });

@@ -28,10 +28,11 @@ fn load_fixtures(dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Version `c{child}r{round}` always carries fixture `(child + round) % FIXTURES`.
+/// Version `{child:016x}{round:016x}` (32 hex digits, as Key Vault's) always carries
+/// fixture `(child + round) % FIXTURES`.
 fn expected<'a>(fixtures: &'a [Vec<u8>], version: &str) -> &'a [u8] {
-    let (child, round) = version[1..].split_once('r').unwrap();
-    let i = child.parse::<usize>().unwrap() + round.parse::<usize>().unwrap();
+    let (child, round) = version.split_at(16);
+    let i = usize::from_str_radix(child, 16).unwrap() + usize::from_str_radix(round, 16).unwrap();
     &fixtures[i % FIXTURES]
 }
 
@@ -44,7 +45,7 @@ fn crash_child_rotates_until_killed() {
     let store = Store::open(&store).unwrap();
     let mut stdout = std::io::stdout();
     for round in 0.. {
-        let version = format!("c{child}r{round}");
+        let version = format!("{child:016x}{round:016x}");
         let pem = expected(&fixtures, &version);
         let outputs = [Output {
             file_name: "fullchain.pem",

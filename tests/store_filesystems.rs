@@ -72,9 +72,13 @@ fn a_full_file_system_is_reported_as_no_space_and_the_current_version_stays() {
     let m = Mount::new("tmpfs", "size=64k,mode=0755");
     let store_path = m.at.join("store");
     let store = Store::open(&store_path).unwrap();
-    store.install(&req("v1", b"small PEM", None)).unwrap();
+    store
+        .install(&req("000000000000000000000000000000a1", b"small PEM", None))
+        .unwrap();
     let big = vec![b'A'; 256 * 1024];
-    let err = store.install(&req("v2", &big, None)).unwrap_err();
+    let err = store
+        .install(&req("000000000000000000000000000000a2", &big, None))
+        .unwrap_err();
     assert!(matches!(err, StoreError::NoSpace { .. }), "{err:?}");
     assert_eq!(
         temporaries_in(&store_path),
@@ -83,13 +87,16 @@ fn a_full_file_system_is_reported_as_no_space_and_the_current_version_stays() {
     );
     assert_eq!(
         store.current("vault1", "web").unwrap().unwrap().version,
-        "v1"
+        "000000000000000000000000000000a1"
     );
     assert_eq!(
         std::fs::read(store_path.join("vault1.web")).unwrap(),
         b"small PEM"
     );
-    assert_eq!(store.versions("vault1", "web").unwrap(), ["v1"]);
+    assert_eq!(
+        store.versions("vault1", "web").unwrap(),
+        ["000000000000000000000000000000a1"]
+    );
 }
 
 #[test]
@@ -99,11 +106,15 @@ fn without_acl_support_plain_installs_work_and_grants_are_an_acl_error() {
     let store_path = m.at.join("store");
     let store = Store::open(&store_path).unwrap();
     assert!(matches!(
-        store.install(&req("v1", b"PEM", None)).unwrap(),
+        store
+            .install(&req("000000000000000000000000000000a1", b"PEM", None))
+            .unwrap(),
         InstallOutcome::Installed { .. }
     ));
     assert_eq!(
-        store.install(&req("v1", b"PEM", None)).unwrap(),
+        store
+            .install(&req("000000000000000000000000000000a1", b"PEM", None))
+            .unwrap(),
         InstallOutcome::Unchanged
     );
     let grant = [ResolvedGrant {
@@ -112,12 +123,16 @@ fn without_acl_support_plain_installs_work_and_grants_are_an_acl_error() {
         name: "root".into(),
     }];
     let err = store
-        .install(&req("v2", b"PEM 2", Some(&grant)))
+        .install(&req(
+            "000000000000000000000000000000a2",
+            b"PEM 2",
+            Some(&grant),
+        ))
         .unwrap_err();
     assert!(matches!(err, StoreError::Acl { .. }), "{err:?}");
     assert_eq!(temporaries_in(&store_path), 0);
     assert_eq!(
         store.current("vault1", "web").unwrap().unwrap().version,
-        "v1"
+        "000000000000000000000000000000a1"
     );
 }

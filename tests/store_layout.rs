@@ -32,8 +32,12 @@ fn first_install_creates_a_0700_folder_a_0600_file_and_a_relative_link() {
     let store = Store::open(&s.store).unwrap();
     assert_eq!(mode(&s.store), 0o700);
 
-    let outcome = store.install(&req("v1", &pem)).unwrap();
-    let file = s.store.join("exampleVault.myCertificate.v1");
+    let outcome = store
+        .install(&req("000000000000000000000000000000a1", &pem))
+        .unwrap();
+    let file = s
+        .store
+        .join("exampleVault.myCertificate.000000000000000000000000000000a1");
     assert_eq!(
         outcome,
         InstallOutcome::Installed {
@@ -46,7 +50,7 @@ fn first_install_creates_a_0700_folder_a_0600_file_and_a_relative_link() {
     let link = s.store.join("exampleVault.myCertificate");
     assert_eq!(
         std::fs::read_link(&link).unwrap(),
-        Path::new("exampleVault.myCertificate.v1")
+        Path::new("exampleVault.myCertificate.000000000000000000000000000000a1")
     );
     assert_eq!(std::fs::read(&link).unwrap(), pem);
 
@@ -54,7 +58,7 @@ fn first_install_creates_a_0700_folder_a_0600_file_and_a_relative_link() {
         .current("exampleVault", "myCertificate")
         .unwrap()
         .unwrap();
-    assert_eq!(current.version, "v1");
+    assert_eq!(current.version, "000000000000000000000000000000a1");
     assert_eq!(current.path, file);
     assert_eq!(current.size, pem.len() as u64);
     assert!(temporaries(&s.store).is_empty());
@@ -65,7 +69,7 @@ fn unchanged_install_writes_nothing() {
     let s = scratch();
     let pem = pem_fixture(s.dir.path(), "a");
     let store = Store::open(&s.store).unwrap();
-    let mut r = req("v1", &pem);
+    let mut r = req("000000000000000000000000000000a1", &pem);
     r.link_name = Some("custom.pem");
     let outputs = [Output {
         file_name: "cert.pem",
@@ -76,7 +80,7 @@ fn unchanged_install_writes_nothing() {
     store.install(&r).unwrap();
 
     let names = [
-        "exampleVault.myCertificate.v1",
+        "exampleVault.myCertificate.000000000000000000000000000000a1",
         "exampleVault.myCertificate",
         "custom.pem",
         "cert.pem",
@@ -123,13 +127,19 @@ fn rotation_moves_the_link_and_keeps_the_earlier_version() {
     let a = pem_fixture(s.dir.path(), "a");
     let b = pem_fixture(s.dir.path(), "b");
     let store = Store::open(&s.store).unwrap();
-    store.install(&req("v1", &a)).unwrap();
-    let outcome = store.install(&req("v2", &b)).unwrap();
+    store
+        .install(&req("000000000000000000000000000000a1", &a))
+        .unwrap();
+    let outcome = store
+        .install(&req("000000000000000000000000000000a2", &b))
+        .unwrap();
     assert_eq!(
         outcome,
         InstallOutcome::Installed {
-            path: s.store.join("exampleVault.myCertificate.v2"),
-            previous_version: Some("v1".into())
+            path: s
+                .store
+                .join("exampleVault.myCertificate.000000000000000000000000000000a2"),
+            previous_version: Some("000000000000000000000000000000a1".into())
         }
     );
     assert_eq!(
@@ -137,12 +147,19 @@ fn rotation_moves_the_link_and_keeps_the_earlier_version() {
         b
     );
     assert_eq!(
-        std::fs::read(s.store.join("exampleVault.myCertificate.v1")).unwrap(),
+        std::fs::read(
+            s.store
+                .join("exampleVault.myCertificate.000000000000000000000000000000a1")
+        )
+        .unwrap(),
         a
     );
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v1", "v2"]
+        [
+            "000000000000000000000000000000a1",
+            "000000000000000000000000000000a2"
+        ]
     );
     assert_eq!(
         store
@@ -150,7 +167,7 @@ fn rotation_moves_the_link_and_keeps_the_earlier_version() {
             .unwrap()
             .unwrap()
             .version,
-        "v2"
+        "000000000000000000000000000000a2"
     );
 }
 
@@ -160,19 +177,19 @@ fn custom_link_points_at_the_current_version_and_follows_rotation() {
     let a = pem_fixture(s.dir.path(), "a");
     let b = pem_fixture(s.dir.path(), "b");
     let store = Store::open(&s.store).unwrap();
-    let mut r = req("v1", &a);
+    let mut r = req("000000000000000000000000000000a1", &a);
     r.link_name = Some("nginx.pem");
     store.install(&r).unwrap();
     assert_eq!(
         std::fs::read_link(s.store.join("nginx.pem")).unwrap(),
-        Path::new("exampleVault.myCertificate.v1")
+        Path::new("exampleVault.myCertificate.000000000000000000000000000000a1")
     );
-    let mut r = req("v2", &b);
+    let mut r = req("000000000000000000000000000000a2", &b);
     r.link_name = Some("nginx.pem");
     store.install(&r).unwrap();
     assert_eq!(
         std::fs::read_link(s.store.join("nginx.pem")).unwrap(),
-        Path::new("exampleVault.myCertificate.v2")
+        Path::new("exampleVault.myCertificate.000000000000000000000000000000a2")
     );
     assert_eq!(std::fs::read(s.store.join("nginx.pem")).unwrap(), b);
 }
@@ -182,19 +199,25 @@ fn a_link_changed_by_hand_is_repaired_without_rewriting_the_file() {
     let s = scratch();
     let a = pem_fixture(s.dir.path(), "a");
     let store = Store::open(&s.store).unwrap();
-    store.install(&req("v1", &a)).unwrap();
-    let file = s.store.join("exampleVault.myCertificate.v1");
+    store
+        .install(&req("000000000000000000000000000000a1", &a))
+        .unwrap();
+    let file = s
+        .store
+        .join("exampleVault.myCertificate.000000000000000000000000000000a1");
     let ino = std::fs::metadata(&file).unwrap().ino();
     let link = s.store.join("exampleVault.myCertificate");
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink("elsewhere", &link).unwrap();
     assert_eq!(
-        store.install(&req("v1", &a)).unwrap(),
+        store
+            .install(&req("000000000000000000000000000000a1", &a))
+            .unwrap(),
         InstallOutcome::Repaired
     );
     assert_eq!(
         std::fs::read_link(&link).unwrap(),
-        Path::new("exampleVault.myCertificate.v1")
+        Path::new("exampleVault.myCertificate.000000000000000000000000000000a1")
     );
     assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino);
 }
@@ -223,7 +246,7 @@ fn extra_outputs_are_written_with_key_and_public_modes_and_refreshed_on_rotation
         ]
     };
     let o1 = make("1");
-    let mut r = req("v1", b"pem 1");
+    let mut r = req("000000000000000000000000000000a1", b"pem 1");
     r.outputs = &o1;
     store.install(&r).unwrap();
     assert_eq!(mode(&s.store.join("cert.pem")), 0o644);
@@ -235,7 +258,7 @@ fn extra_outputs_are_written_with_key_and_public_modes_and_refreshed_on_rotation
     );
 
     let o2 = make("2");
-    let mut r = req("v2", b"pem 2");
+    let mut r = req("000000000000000000000000000000a2", b"pem 2");
     r.outputs = &o2;
     assert!(matches!(
         store.install(&r).unwrap(),
@@ -258,28 +281,47 @@ fn extra_outputs_are_written_with_key_and_public_modes_and_refreshed_on_rotation
 fn pruning_keeps_the_newest_versions_and_never_the_current_one() {
     let s = scratch();
     let store = Store::open(&s.store).unwrap();
-    for v in ["v1", "v2", "v3", "v4"] {
+    for v in [
+        "000000000000000000000000000000a1",
+        "000000000000000000000000000000a2",
+        "000000000000000000000000000000a3",
+        "000000000000000000000000000000a4",
+    ] {
         store.install(&req(v, v.as_bytes())).unwrap();
     }
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v1", "v2", "v3", "v4"]
+        [
+            "000000000000000000000000000000a1",
+            "000000000000000000000000000000a2",
+            "000000000000000000000000000000a3",
+            "000000000000000000000000000000a4"
+        ]
     );
-    let mut r = req("v5", b"v5");
+    let mut r = req(
+        "000000000000000000000000000000a5",
+        b"000000000000000000000000000000a5",
+    );
     r.prune_keep = Some(2);
     store.install(&r).unwrap();
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v4", "v5"]
+        [
+            "000000000000000000000000000000a4",
+            "000000000000000000000000000000a5"
+        ]
     );
 
     // Going back to an old pinned version: it stays even though it is not among the newest.
-    let mut r = req("v0", b"v0");
+    let mut r = req(
+        "000000000000000000000000000000a0",
+        b"000000000000000000000000000000a0",
+    );
     r.prune_keep = Some(0);
     store.install(&r).unwrap();
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v0"]
+        ["000000000000000000000000000000a0"]
     );
     assert_eq!(
         store
@@ -287,7 +329,7 @@ fn pruning_keeps_the_newest_versions_and_never_the_current_one() {
             .unwrap()
             .unwrap()
             .version,
-        "v0"
+        "000000000000000000000000000000a0"
     );
 }
 
@@ -295,7 +337,11 @@ fn pruning_keeps_the_newest_versions_and_never_the_current_one() {
 fn without_pruning_every_version_stays() {
     let s = scratch();
     let store = Store::open(&s.store).unwrap();
-    for v in ["v1", "v2", "v3"] {
+    for v in [
+        "000000000000000000000000000000a1",
+        "000000000000000000000000000000a2",
+        "000000000000000000000000000000a3",
+    ] {
         store.install(&req(v, v.as_bytes())).unwrap();
     }
     assert_eq!(
@@ -311,28 +357,52 @@ fn without_pruning_every_version_stays() {
 fn same_version_with_different_bytes_is_replaced_atomically() {
     let s = scratch();
     let store = Store::open(&s.store).unwrap();
-    store.install(&req("v1", b"old bytes")).unwrap();
-    let outcome = store.install(&req("v1", b"new bytes")).unwrap();
+    store
+        .install(&req("000000000000000000000000000000a1", b"old bytes"))
+        .unwrap();
+    let outcome = store
+        .install(&req("000000000000000000000000000000a1", b"new bytes"))
+        .unwrap();
     assert_eq!(
         outcome,
         InstallOutcome::Installed {
-            path: s.store.join("exampleVault.myCertificate.v1"),
-            previous_version: Some("v1".into())
+            path: s
+                .store
+                .join("exampleVault.myCertificate.000000000000000000000000000000a1"),
+            previous_version: Some("000000000000000000000000000000a1".into())
         }
     );
     assert_eq!(
         std::fs::read(s.store.join("exampleVault.myCertificate")).unwrap(),
         b"new bytes"
     );
-    assert_eq!(mode(&s.store.join("exampleVault.myCertificate.v1")), 0o600);
+    assert_eq!(
+        mode(
+            &s.store
+                .join("exampleVault.myCertificate.000000000000000000000000000000a1")
+        ),
+        0o600
+    );
 }
 
 #[test]
 fn left_over_temporaries_are_cleaned_on_start() {
     let s = scratch();
     let store = Store::open(&s.store).unwrap();
-    std::fs::write(s.store.join(".akv-sync.tmp.1.1"), b"half a key").unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", s.store.join(".akv-sync.tmp.1.2")).unwrap();
+    // Left by a writer that has ended.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(
+        s.store.join(format!(".akv-sync.tmp.{pid}.1")),
+        b"half a key",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        s.store.join(format!(".akv-sync.tmp.{pid}.2")),
+    )
+    .unwrap();
     std::fs::write(s.store.join("unrelated"), b"kept").unwrap();
     drop(store);
     let store = Store::open(&s.store).unwrap();
@@ -348,17 +418,15 @@ fn missing_parents_are_created_0755_and_the_store_folder_0700() {
     let s = scratch();
     let deep = s.dir.path().join("a/b/store");
     let store = Store::open(&deep).unwrap();
-    assert_eq!(mode(&s.dir.path().join("a")), 0o755 & !current_umask());
+    assert_eq!(mode(&s.dir.path().join("a")), 0o755);
     assert_eq!(mode(&deep), 0o700);
-    store.install(&req("v1", b"x")).unwrap();
-    assert_eq!(mode(&deep.join("exampleVault.myCertificate.v1")), 0o600);
-}
-
-/// The process umask, read without changing it (tests run in parallel).
-fn current_umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
-    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    store
+        .install(&req("000000000000000000000000000000a1", b"x"))
+        .unwrap();
+    assert_eq!(
+        mode(&deep.join("exampleVault.myCertificate.000000000000000000000000000000a1")),
+        0o600
+    );
 }
 
 #[test]
@@ -388,7 +456,7 @@ fn current_is_none_before_any_install_and_for_a_dangling_link() {
         None
     );
     assert!(matches!(
-        store.install(&req("v1", b"x")).unwrap(),
+        store.install(&req("000000000000000000000000000000a1", b"x")).unwrap(),
         InstallOutcome::Installed { previous_version: Some(v), .. } if v == "gone"
     ));
 }
@@ -402,41 +470,51 @@ fn a_batch_of_installs_sees_its_own_new_and_pruned_versions() {
     let store = Store::open(&s.store).unwrap();
     store.begin_batch();
     // Another certificate in the folder, so that the listing is not just ours.
-    let mut other = req("w1", &pems[0]);
+    let mut other = req("000000000000000000000000000000b1", &pems[0]);
     other.name = "otherCertificate";
     store.install(&other).unwrap();
-    store.install(&req("v1", &pems[1])).unwrap();
-    store.install(&req("v2", &pems[2])).unwrap();
+    store
+        .install(&req("000000000000000000000000000000a1", &pems[1]))
+        .unwrap();
+    store
+        .install(&req("000000000000000000000000000000a2", &pems[2]))
+        .unwrap();
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v1", "v2"]
+        [
+            "000000000000000000000000000000a1",
+            "000000000000000000000000000000a2"
+        ]
     );
-    let mut keep_one = req("v3", &pems[3]);
+    let mut keep_one = req("000000000000000000000000000000a3", &pems[3]);
     keep_one.prune_keep = Some(1);
     store.install(&keep_one).unwrap();
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v3"]
+        ["000000000000000000000000000000a3"]
     );
     store.end_batch().unwrap();
     // After the batch, a fresh listing agrees.
     assert_eq!(
         store.versions("exampleVault", "myCertificate").unwrap(),
-        ["v3"]
+        ["000000000000000000000000000000a3"]
     );
     assert_eq!(
         store.versions("exampleVault", "otherCertificate").unwrap(),
-        ["w1"]
+        ["000000000000000000000000000000b1"]
     );
 
     // The listing kept for the next batch follows installs made between batches.
-    let mut between = req("w2", &pems[1]);
+    let mut between = req("000000000000000000000000000000b2", &pems[1]);
     between.name = "otherCertificate";
     store.install(&between).unwrap();
     store.begin_batch();
     assert_eq!(
         store.versions("exampleVault", "otherCertificate").unwrap(),
-        ["w1", "w2"]
+        [
+            "000000000000000000000000000000b1",
+            "000000000000000000000000000000b2"
+        ]
     );
     store.end_batch().unwrap();
 }

@@ -28,6 +28,21 @@ pub fn version_in<'a>(stem: &str, file: &'a str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// `<vault>.<name>.<version>` → (`<vault>.<name>`, `<version>`): what the folder listing
+/// counts as a version file of a certificate (its type is checked when it is used). Only a
+/// Key Vault version — 32 hex digits — makes a version file: any other `<stem>.<x>` (an
+/// administrator's `web.bak`, another certificate's output) is never given this
+/// certificate's ACL nor pruned.
+pub fn split_version(file: &str) -> Option<(&str, &str)> {
+    let (stem, version) = file.rsplit_once('.')?;
+    is_vault_version(version).then_some((stem, version))
+}
+
+/// Whether `v` has the form of a Key Vault version id: 32 hex digits.
+pub fn is_vault_version(v: &str) -> bool {
+    v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `<vault>/<name>`: how logs, status, metrics and hooks name a certificate.
 pub fn id(vault: &str, name: &str) -> String {
     format!("{vault}/{name}")

@@ -260,6 +260,9 @@ pub struct AgentSettings {
     pub max_concurrency_per_vault: usize,
     /// Fraction of the polling interval used to spread checks (0.0 to 1.0).
     pub jitter: f64,
+    /// Give principals granted in `acls` traverse-only entries on the folders above their
+    /// store that keep them out (`traverseAncestors`, default true).
+    pub traverse_ancestors: bool,
 }
 
 impl Default for AgentSettings {
@@ -271,6 +274,7 @@ impl Default for AgentSettings {
             prune_keep: None,
             max_concurrency_per_vault: 16,
             jitter: 0.1,
+            traverse_ancestors: true,
         }
     }
 }

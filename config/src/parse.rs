@@ -71,6 +71,7 @@ const AGENT_KEYS: &[&str] = &[
     "pruneKeepVersions",
     "maxConcurrencyPerVault",
     "pollingJitter",
+    "traverseAncestors",
 ];
 const CERT_EXT_KEYS: &[&str] = &["outputs", "onChange"];
 const OUTPUT_KEYS: &[&str] = &[
@@ -1024,6 +1025,61 @@ fn conflicts(certificates: &[ObservedCertificate], cx: &mut Cx) {
                 );
             } else {
                 claimed.insert(key, (index, claim));
+            }
+        }
+    }
+    name_space_intrusions(certificates, cx);
+}
+
+/// A custom link or output named `<vault>.<name>.<anything>` where `<vault>.<name>` is the
+/// stem of a certificate in the same store folder: the store's listing would take it for
+/// that certificate's file (a version to prune, a file to give that certificate's ACL), so
+/// it is refused — whichever certificate it belongs to. Vault and certificate names have no
+/// dots, so the stem a name could intrude on is its first two dot-separated parts.
+fn name_space_intrusions(certificates: &[ObservedCertificate], cx: &mut Cx) {
+    let stems: HashMap<(&Path, String), usize> = certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ((c.store.as_path(), c.url.stem()), i))
+        .collect();
+    for cert in certificates {
+        let mut names: Vec<(&str, Claim)> = Vec::new();
+        if let Some(link) = &cert.link_name {
+            names.push((link.as_str(), Claim::CustomLink));
+        }
+        let outputs = [
+            ("cert", &cert.outputs.cert),
+            ("chain", &cert.outputs.chain),
+            ("fullchain", &cert.outputs.fullchain),
+            ("privkey", &cert.outputs.privkey),
+        ];
+        for (key, name) in outputs {
+            if let Some(name) = name {
+                names.push((name.as_str(), Claim::Output(key)));
+            }
+        }
+        for (name, claim) in names {
+            let mut parts = name.splitn(3, '.');
+            let (Some(vault), Some(cert_name), Some(rest)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if rest.is_empty() {
+                continue;
+            }
+            let stem = format!("{vault}.{cert_name}");
+            if let Some(&owner) = stems.get(&(cert.store.as_path(), stem)) {
+                cx.err(
+                    ErrorKind::Conflict,
+                    &claim.path(cert),
+                    format!(
+                        "`{name}` in {} is {} here and lies in the name space of `{}` (its link `{vault}.{cert_name}` and version files `{vault}.{cert_name}.<version>`); expected link and output names outside every certificate's `<vault>.<name>.` prefix: give it another name or another `certificateStoreLocation`",
+                        cert.store.display(),
+                        claim.what(),
+                        at(&certificates[owner].json_path, "url"),
+                    ),
+                );
             }
         }
     }

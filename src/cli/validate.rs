@@ -103,6 +103,7 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
         .extend(warnings.into_iter().map(WarningOut::from));
     if host_checks {
         report.errors = check_principals(&settings);
+        report.warnings.extend(blocked_readers(&settings));
     }
     report.fill(&settings);
     report.ok = report.errors.is_empty();
@@ -185,6 +186,41 @@ fn check_principals(settings: &Settings) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// With `traverseAncestors` off, each folder above a store that keeps one of its granted
+/// principals out (so its `acls` do nothing): a warning naming the folder and the principal.
+fn blocked_readers(settings: &Settings) -> Vec<WarningOut> {
+    let mut warnings = Vec::new();
+    if !settings.acl_enabled || settings.agent.traverse_ancestors {
+        return warnings;
+    }
+    for cert in &settings.certificates {
+        let Ok(grants) = crate::store::resolve_grants(&cert.acls) else {
+            continue;
+        };
+        let ids: Vec<_> = grants.iter().map(|g| (g.kind, g.id)).collect();
+        for b in crate::store::blocked_ancestors(&cert.store, &ids) {
+            let Some(g) = grants.iter().find(|g| (g.kind, g.id) == (b.kind, b.id)) else {
+                continue;
+            };
+            let kind = match g.kind {
+                crate::store::GrantKind::User => "user",
+                crate::store::GrantKind::Group => "group",
+            };
+            warnings.push(WarningOut {
+                path: format!("{}.acls", cert.json_path),
+                message: format!(
+                    "{} keeps {kind} {:?} out of {}: its ACL grant does nothing while `akvSyncSettings.traverseAncestors` is false; turn it on, or give {:?} traverse on that folder",
+                    b.folder.display(),
+                    g.name,
+                    cert.store.display(),
+                    g.name,
+                ),
+            });
+        }
+    }
+    warnings
 }
 
 fn missing(entry: &str, what: &str, name: &str, cert: &ObservedCertificate) -> Problem {
@@ -710,6 +746,39 @@ mod tests {
         assert_eq!(report.certificates.len(), 2);
         let (_, code) = validate_file(f.path(), false);
         assert_eq!(code, 0, "--no-host-checks skips the lookup");
+    }
+
+    #[test]
+    fn with_traverse_ancestors_off_a_folder_keeping_a_grant_out_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = dir.path().join("app1");
+        let text = |traverse: bool| {
+            format!(
+                r#"{{"secretsManagementSettings": {{"aclEnabled": true, "observedCertificates": [
+                    {{"url": "https://v.vault.azure.net/secrets/a", "certificateStoreLocation": "{}", "acls": [{{"user": "nobody"}}]}}]}},
+                  "akvSyncSettings": {{"traverseAncestors": {traverse}}}}}"#,
+                store.display()
+            )
+        };
+        let f = file(text(false).as_bytes());
+        let (report, code) = validate_file(f.path(), true);
+        assert_eq!(code, 0, "{:?}", report.errors);
+        let blocked: Vec<_> = report
+            .warnings
+            .iter()
+            .filter(|w| w.path == "secretsManagementSettings.observedCertificates[0].acls")
+            .collect();
+        assert_eq!(blocked.len(), 1, "{:?}", report.warnings);
+        assert!(
+            blocked[0]
+                .message
+                .contains(&dir.path().display().to_string())
+        );
+        let f = file(text(true).as_bytes());
+        let (report, _) = validate_file(f.path(), true);
+        assert!(report.warnings.iter().all(|w| !w.path.ends_with(".acls")));
     }
 
     #[test]

@@ -31,6 +31,8 @@ const UNDEFINED_ID: u32 = u32::MAX;
 
 /// Read permission bit of an ACL entry.
 pub(crate) const PERM_READ: u16 = 4;
+/// Write permission bit of an ACL entry.
+pub(crate) const PERM_WRITE: u16 = 2;
 /// Execute (traverse, for a folder) permission bit of an ACL entry.
 pub(crate) const PERM_EXEC: u16 = 1;
 
@@ -147,6 +149,19 @@ impl Acl {
         match self.mask {
             Some(mask) => mask & named == named,
             None => self.named.is_empty(),
+        }
+    }
+
+    /// Take write off everyone but the owning user: the owning group, other, every named
+    /// entry and the mask.
+    pub fn close_writes(&mut self) {
+        self.group_obj &= !PERM_WRITE;
+        self.other &= !PERM_WRITE;
+        for perm in self.named.values_mut() {
+            *perm &= !PERM_WRITE;
+        }
+        if let Some(mask) = &mut self.mask {
+            *mask &= !PERM_WRITE;
         }
     }
 

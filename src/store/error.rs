@@ -44,6 +44,44 @@ pub enum Found {
     Special,
 }
 
+/// Why an ancestor of a store folder (or the path itself) is not safe to write below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentProblem {
+    /// It is a symbolic link someone other than root and the agent's user made (or one of
+    /// more than 40 in a row): never followed.
+    Symlink,
+    /// It exists and is not a folder.
+    NotDirectory,
+    /// Someone other than root and the agent's own user can write it (group/other write
+    /// bits or a writable ACL entry) and it is not a sticky folder whose next component
+    /// belongs to root or the agent: that someone could swap what follows for a link.
+    Writable { mode: u32 },
+    /// It belongs to a user other than root and the agent's own user.
+    NotOwned { owner: u32 },
+    /// The path has a `..` component, or is empty.
+    NotNormal,
+}
+
+impl std::fmt::Display for ParentProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParentProblem::Symlink => {
+                f.write_str("it is a symbolic link that is not root's (never followed)")
+            }
+            ParentProblem::NotDirectory => f.write_str("it is not a folder"),
+            ParentProblem::Writable { mode } => write!(
+                f,
+                "users other than root can write it (mode {mode:o}); make it writable by root only, or move the store"
+            ),
+            ParentProblem::NotOwned { owner } => write!(
+                f,
+                "it belongs to uid {owner}, who could replace what is below it; it must belong to root"
+            ),
+            ParentProblem::NotNormal => f.write_str("the path must be absolute and without `..`"),
+        }
+    }
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,6 +119,14 @@ pub enum StoreError {
         path: PathBuf,
         owner: u32,
         expected: u32,
+    },
+
+    /// A folder on the way to the store folder is not safe: the store is not opened and
+    /// nothing is created below it.
+    #[error("unsafe folder {path} on the way to the store folder: {problem}")]
+    UnsafeParent {
+        path: PathBuf,
+        problem: ParentProblem,
     },
 
     /// The store folder was removed (or renamed away) while open.
@@ -137,7 +183,8 @@ impl StoreError {
             | StoreError::ForeignLink { .. }
             | StoreError::StoreIsSymlink { .. }
             | StoreError::StoreNotDirectory { .. }
-            | StoreError::StoreNotOwned { .. } => false,
+            | StoreError::StoreNotOwned { .. }
+            | StoreError::UnsafeParent { .. } => false,
         }
     }
 }

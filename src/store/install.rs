@@ -26,6 +26,7 @@ pub struct Prepared {
 /// Converts with [`material::convert`] and installs with [`Store`].
 pub struct StoreInstaller {
     acl_enabled: bool,
+    traverse_ancestors: bool,
     prune_keep: Option<usize>,
     stores: Mutex<HashMap<PathBuf, Opened>>,
     /// The `pfxPasswordFile` passwords the installed PFX outputs were made with, by
@@ -54,6 +55,7 @@ impl StoreInstaller {
     pub fn new(settings: &Settings) -> Self {
         StoreInstaller {
             acl_enabled: settings.acl_enabled,
+            traverse_ancestors: settings.agent.traverse_ancestors,
             prune_keep: settings.agent.prune_keep,
             stores: Mutex::new(HashMap::new()),
             pfx_passwords: crate::store::output::PasswordWatch::default(),
@@ -72,6 +74,7 @@ impl StoreInstaller {
             warn!(store = %cert.store.display(), "the store folder was removed or replaced; opening it again");
         }
         let store = Store::open(&cert.store).map_err(|e| store_error(cert, e))?;
+        store.set_traverse_ancestors(self.traverse_ancestors);
         match store.clean_temporaries() {
             Ok(0) => {}
             Ok(n) => {
@@ -106,6 +109,7 @@ fn is_fatal(e: &store::StoreError) -> bool {
             | E::StoreIsSymlink { .. }
             | E::StoreNotDirectory { .. }
             | E::StoreNotOwned { .. }
+            | E::UnsafeParent { .. }
     )
 }
 

@@ -34,6 +34,8 @@ mod error;
 pub mod install;
 mod name;
 pub mod output;
+mod reach;
+mod walk;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -44,13 +46,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use akv_sync_config::layout;
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RenameFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
 use rustix::io::Errno;
 use zeroize::Zeroizing;
 
 pub use acl::{GrantKind, ResolvedGrant, resolve_grants};
-pub use error::{Found, NameKind, StoreError};
+pub use error::{Found, NameKind, ParentProblem, StoreError};
 pub use name::TEMP_PREFIX;
+pub use reach::{Blocked, blocked_ancestors};
 
 use acl::{Acl, PERM_EXEC, PERM_READ};
 
@@ -168,6 +171,12 @@ pub struct Store {
     /// A link was renamed into place in this batch and the folder not synced since: the
     /// batch's end syncs it once (see [`Store::end_batch`]).
     links_unsynced: std::sync::atomic::AtomicBool,
+    /// The folders above the store folder (see `reach.rs`).
+    ancestors: Vec<reach::Ancestor>,
+    /// Whether granted principals get traverse on the folders above that block them.
+    traverse_ancestors: std::sync::atomic::AtomicBool,
+    /// What the folders above were last brought in line with (on, principals).
+    reached: std::sync::Mutex<Option<(bool, BTreeSet<reach::Principal>)>>,
 }
 
 /// How long one listing of the folder may stand in for a fresh one in batches of installs.
@@ -188,12 +197,57 @@ enum Batch {
     On(Timed),
 }
 
-/// `<vault>.<name>.<version>` → (`<vault>.<name>`, `<version>`): what the folder listing
-/// counts as a version file of a certificate (its type is checked when it is used).
-fn split_version(file: &str) -> Option<(&str, &str)> {
-    let (stem, version) = file.rsplit_once('.')?;
-    name::check_part(NameKind::Version, version).ok()?;
-    Some((stem, version))
+use layout::split_version;
+
+/// Whether the process that made a temporary (`<pid>.<n>` after [`TEMP_PREFIX`]) no longer
+/// exists. A name of another form is not one of ours and is left alone. (A pid reused by an
+/// unrelated process keeps its left-over until that process ends: harmless.)
+fn temp_owner_is_gone(rest: &[u8]) -> bool {
+    let Some(pid) = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        .filter(|pid| *pid > 0)
+    else {
+        return false;
+    };
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Take every write permission but the owner's off an existing store folder: group and
+/// other bits, the owning group's and named ACL entries and the mask. Whoever can write the
+/// folder can swap the files and links readers rely on. Read and traverse bits an
+/// administrator chose are left alone (the key files are 0600 anyway).
+fn close_folder(dir: &OwnedFd, path: &Path, mode: u32) -> Result<(), StoreError> {
+    let acl_err = |op, source| StoreError::Acl {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    let have = acl::read(dir, mode & 0o777).map_err(|e| acl_err("read", e))?;
+    let mut want = have.clone();
+    want.close_writes();
+    if want == have && mode & 0o022 == 0 {
+        return Ok(());
+    }
+    tracing::warn!(
+        store = %path.display(),
+        mode = format_args!("{mode:o}"),
+        "store folder could be written by others (mode, owning group or ACL entries); removing those write permissions"
+    );
+    if want.named.is_empty() && want.mask.is_none() {
+        // Keep the set-id and sticky bits: only the write bits go.
+        rustix::fs::fchmod(dir, Mode::from_raw_mode(mode & !0o022)).map_err(|e| StoreError::Io {
+            op: "chmod store folder",
+            path: path.to_path_buf(),
+            source: e.into(),
+        })
+    } else {
+        acl::write(dir, &want).map_err(|e| acl_err("write", e))
+    }
 }
 
 /// A version with its modification time (seconds, nanoseconds), for sorting by age.
@@ -206,65 +260,28 @@ struct OurFile {
 }
 
 impl Store {
-    /// Open the store folder, creating it (mode 0700, missing parents 0755) when absent.
+    /// Open the store folder, creating it (mode 0700, missing parents 0755, whatever the
+    /// umask) when absent. The path is walked from `/` without following any link, and
+    /// every folder on the way must be root's (or the agent user's) and writable by no one
+    /// else, a sticky folder such as `/tmp` excepted (see `walk.rs`); otherwise
+    /// [`StoreError::UnsafeParent`] names the folder and nothing is created.
     ///
     /// Refused: a store path that is a symbolic link ([`StoreError::StoreIsSymlink`]), not a
-    /// folder, or a folder owned by another user. An existing folder that is group- or
-    /// other-*writable* is tightened (those write bits are removed, with a warning): whoever
-    /// can write the folder can swap the files and links readers rely on, so leaving it would
-    /// void every guarantee, while removing write bits takes no read access away. Read and
-    /// traverse bits an administrator chose are left alone (the key files are 0600 anyway).
+    /// folder, or a folder owned by another user ([`StoreError::StoreNotOwned`]: its owner
+    /// could change its mode and ACL at any time, so no guarantee below would hold). An
+    /// existing folder that others can *write* — group/other bits, the owning group's or a
+    /// named ACL entry, the mask — is tightened (that write permission is removed, with a
+    /// warning), and no later ACL change gives it back: whoever can write the folder can swap
+    /// the files and links readers rely on, while removing write takes no read access away.
+    /// Read and traverse permissions an administrator chose are left alone.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(|source| StoreError::Io {
-                    op: "create parent folders",
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-        }
-        let created = match rustix::fs::mkdirat(CWD, &path, Mode::from_raw_mode(FOLDER_MODE)) {
-            Ok(()) => true,
-            Err(Errno::EXIST) => false,
-            Err(e) => {
-                return Err(StoreError::Io {
-                    op: "create store folder",
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
-        let dir = match rustix::fs::openat(
-            CWD,
-            &path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) if e == Errno::LOOP || e == Errno::NOTDIR => {
-                let is_link = rustix::fs::statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
-                    .unwrap_or(false);
-                return Err(if is_link {
-                    StoreError::StoreIsSymlink { path }
-                } else {
-                    StoreError::StoreNotDirectory { path }
-                });
-            }
-            Err(e) => {
-                return Err(StoreError::Io {
-                    op: "open store folder",
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
         let uid = nix::unistd::geteuid().as_raw();
+        let walk::Walked {
+            dir,
+            created,
+            ancestors,
+        } = walk::open(&path, uid, FOLDER_MODE)?;
         let st = rustix::fs::fstat(&dir).map_err(|e| StoreError::Io {
             op: "stat store folder",
             path: path.clone(),
@@ -278,20 +295,19 @@ impl Store {
             });
         }
         let mode = st.st_mode & 0o7777;
-        let wanted = if created { FOLDER_MODE } else { mode & !0o022 };
-        if wanted != mode {
-            if !created {
-                tracing::warn!(
-                    store = %path.display(),
-                    mode = format_args!("{mode:o}"),
-                    "store folder was group/other-writable; removing those write bits"
-                );
+        if created {
+            // Whatever the umask.
+            if mode != FOLDER_MODE {
+                rustix::fs::fchmod(&dir, Mode::from_raw_mode(FOLDER_MODE)).map_err(|e| {
+                    StoreError::Io {
+                        op: "chmod store folder",
+                        path: path.clone(),
+                        source: e.into(),
+                    }
+                })?;
             }
-            rustix::fs::fchmod(&dir, Mode::from_raw_mode(wanted)).map_err(|e| StoreError::Io {
-                op: "chmod store folder",
-                path: path.clone(),
-                source: e.into(),
-            })?;
+        } else {
+            close_folder(&dir, &path, mode)?;
         }
         Ok(Store {
             path,
@@ -300,7 +316,42 @@ impl Store {
             folder_acl: std::sync::Mutex::new(()),
             batch: std::sync::Mutex::new(Batch::Off(None)),
             links_unsynced: std::sync::atomic::AtomicBool::new(false),
+            ancestors,
+            traverse_ancestors: std::sync::atomic::AtomicBool::new(true),
+            reached: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether principals granted in this store get traverse-only (`--x`) ACL entries on the
+    /// folders above it that would keep them out (on by default; `traverseAncestors`). Off,
+    /// the entries added earlier are removed and each blocking folder is warned about.
+    pub fn set_traverse_ancestors(&self, on: bool) {
+        self.traverse_ancestors.store(on, Ordering::Relaxed);
+    }
+
+    /// Bring the folders above in line with the principals the store folder lets in; done
+    /// again only when those (or the setting) changed.
+    fn reach_ancestors(&self, principals: BTreeSet<reach::Principal>) -> Result<(), StoreError> {
+        let on = self.traverse_ancestors.load(Ordering::Relaxed);
+        let mut reached = self
+            .reached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Some((on, principals));
+        if *reached == now {
+            return Ok(());
+        }
+        let (_, principals) = now.as_ref().expect("just set");
+        for b in reach::reconcile(&self.path, &self.ancestors, principals, on)? {
+            tracing::warn!(
+                store = %self.path.display(),
+                folder = %b.folder.display(),
+                principal = %format_args!("{}:{}", if b.kind == GrantKind::User { "user" } else { "group" }, b.id),
+                "a folder above the store keeps a granted principal out (traverseAncestors is off): it cannot read its certificate"
+            );
+        }
+        *reached = now;
+        Ok(())
     }
 
     /// The store folder as given to [`Store::open`].
@@ -308,13 +359,20 @@ impl Store {
         &self.path
     }
 
-    /// Remove the temporary files and links a crash left behind (names starting with
-    /// [`TEMP_PREFIX`]). Returns how many were removed. Call it once at start, before the
-    /// first install (a temporary name is never reused while its writer is alive).
+    /// Remove the temporary files and links a crash left behind: names starting with
+    /// [`TEMP_PREFIX`] whose process id (the part after the prefix) names no running
+    /// process. Temporaries of a live process — this one included — are left alone.
+    /// Returns how many were removed.
     pub fn clean_temporaries(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self.list()? {
-            if !entry.as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            let Some(rest) = entry.as_bytes().strip_prefix(TEMP_PREFIX.as_bytes()) else {
+                continue;
+            };
+            // `<pid>.<n>`: only a process that no longer exists has left it behind; another
+            // process (a `once` beside the daemon, a second store of this one) may be
+            // writing it right now.
+            if !temp_owner_is_gone(rest) {
                 continue;
             }
             match rustix::fs::unlinkat(&self.dir, entry.as_os_str(), AtFlags::empty()) {
@@ -585,7 +643,7 @@ impl Store {
             if version == req.version {
                 continue;
             }
-            let old = format!("{stem}.{version}");
+            let old = layout::version_file(&stem, &version);
             if let Some(existing) = self.open_ours(&old)? {
                 let (fixed, rev) = self.fix_acl(&existing, &old, &key_acl)?;
                 repaired |= fixed;
@@ -595,7 +653,10 @@ impl Store {
 
         // 5. Traverse on the folder for every granted principal; entries for principals no
         //    file grants any more are removed when something was revoked.
-        repaired |= self.sync_folder_acl(&granted, revoked)?;
+        let (changed, folder_principals) = self.sync_folder_acl(&granted, revoked)?;
+        repaired |= changed;
+        // 5b. …and on the folders above that would keep them out.
+        self.reach_ancestors(folder_principals)?;
 
         // 6. Opt-in pruning (never the current version).
         if let Some(keep) = req.prune_keep {
@@ -604,7 +665,7 @@ impl Store {
                 if version == req.version {
                     continue;
                 }
-                let old = format!("{stem}.{version}");
+                let old = layout::version_file(&stem, &version);
                 match rustix::fs::unlinkat(&self.dir, old.as_str(), AtFlags::empty()) {
                     Ok(()) | Err(Errno::NOENT) => {
                         self.note(&old, false);
@@ -940,7 +1001,7 @@ impl Store {
     fn versions_by_age(&self, stem: &str) -> Result<Vec<Aged>, StoreError> {
         let mut out = Vec::new();
         for version in self.version_names(stem)? {
-            let entry = format!("{stem}.{version}");
+            let entry = layout::version_file(&stem, &version);
             match rustix::fs::statat(&self.dir, entry.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 // The time fields are narrower than i64 on some 32-bit targets.
                 #[allow(clippy::unnecessary_cast)]
@@ -962,7 +1023,7 @@ impl Store {
         &self,
         granted: &BTreeSet<(GrantKind, u32)>,
         revoked: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(bool, BTreeSet<reach::Principal>), StoreError> {
         // A poisoned lock only means another install panicked; the ACL is re-read anyway.
         let _guard = self
             .folder_acl
@@ -981,12 +1042,24 @@ impl Store {
             want.named
                 .retain(|p, perm| *perm != PERM_EXEC || granted.contains(p) || in_use.contains(p));
         }
-        if want.named == have.named && have.mask_covers_named() {
-            return Ok(false);
+        // No one but the owner writes the folder, whatever was added since it was opened:
+        // the mask rebuilt below never gives write back.
+        want.close_writes();
+        let through = want
+            .named
+            .iter()
+            .filter(|(_, perm)| **perm & PERM_EXEC != 0)
+            .map(|(p, _)| *p)
+            .collect();
+        if want.named == have.named
+            && (want.group_obj, want.other) == (have.group_obj, have.other)
+            && have.mask_covers_named()
+        {
+            return Ok((false, through));
         }
         want.fix_mask();
         acl::write(&self.dir, &want).map_err(|e| self.acl_err("write", OsStr::new(""), e))?;
-        Ok(true)
+        Ok((true, through))
     }
 
     /// Every principal named in the ACL of a regular file in the folder.

@@ -184,3 +184,30 @@ pub fn temporaries(dir: &Path) -> Vec<String> {
         .filter(|n| n.starts_with(akv_sync::store::TEMP_PREFIX))
         .collect()
 }
+
+/// `runuser -u USER -- touch PATH`: whether the user could create (or touch) the file.
+pub fn can_create(user: &TestUser, path: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", &user.name, "--", "touch"])
+        .arg(path)
+        .output()
+        .expect("runuser runs")
+        .status
+        .success()
+}
+
+/// `runuser -u USER -- ls PATH`: whether the user could list the folder.
+pub fn can_list(user: &TestUser, path: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", &user.name, "--", "ls"])
+        .arg(path)
+        .output()
+        .expect("runuser runs")
+        .status
+        .success()
+}
+
+/// `setfacl ARGS PATH`, asserting it succeeds.
+pub fn setfacl(args: &[&str], path: &Path) {
+    run(Command::new("setfacl").args(args).arg(path));
+}

@@ -103,6 +103,11 @@ pub(super) fn agent(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<AgentS
             ),
         }
     }
+    if let Some(t) = obj.get("traverseAncestors")
+        && let Some(b) = boolean(Some(t), &at(path, "traverseAncestors"), cx)
+    {
+        agent.traverse_ancestors = b;
+    }
     (cx.error_count() == before).then_some(agent)
 }
 

@@ -673,6 +673,62 @@ fn extra_outputs_of_two_certificates_in_one_store_conflict() {
 }
 
 #[test]
+fn an_output_inside_another_certificates_name_space_conflicts() {
+    let text = v3(
+        r#"[{"url": "https://myvault.vault.azure.net/secrets/web", "acls": [{"user": "root"}]},
+            {"url": "https://myvault.vault.azure.net/secrets/api", "akvSync": {"outputs": {"privkey": "myvault.web.key"}}}]"#,
+        "",
+    );
+    assert_eq!(
+        one_error(&text),
+        (
+            ErrorKind::Conflict,
+            "secretsManagementSettings.observedCertificates[1].akvSync.outputs.privkey".into()
+        )
+    );
+    let link = v3(
+        r#"[{"url": "https://myvault.vault.azure.net/secrets/web"},
+            {"url": "https://myvault.vault.azure.net/secrets/api", "customSymbolicLinkName": "myvault.web.pem"}]"#,
+        "",
+    );
+    assert_eq!(
+        one_error(&link),
+        (
+            ErrorKind::Conflict,
+            "secretsManagementSettings.observedCertificates[1].customSymbolicLinkName".into()
+        )
+    );
+    // In another store folder, or outside the `<vault>.<name>.` prefix, the name is free.
+    let elsewhere = v3(
+        r#"[{"url": "https://myvault.vault.azure.net/secrets/web"},
+            {"url": "https://myvault.vault.azure.net/secrets/api", "certificateStoreLocation": "/srv/api",
+             "akvSync": {"outputs": {"privkey": "myvault.web.key", "cert": "myvault.webkey.pem"}}}]"#,
+        "",
+    );
+    assert_eq!(ok(&elsewhere).settings.certificates.len(), 2);
+}
+
+#[test]
+fn traverse_ancestors_is_on_unless_turned_off() {
+    assert!(ok(&v3("[]", "")).settings.agent.traverse_ancestors);
+    let off = ok(&v3(
+        "[]",
+        r#""akvSyncSettings": {"traverseAncestors": false}"#,
+    ));
+    assert!(!off.settings.agent.traverse_ancestors);
+    assert_eq!(
+        one_error(&v3(
+            "[]",
+            r#""akvSyncSettings": {"traverseAncestors": "no"}"#
+        )),
+        (
+            ErrorKind::WrongType,
+            "akvSyncSettings.traverseAncestors".into()
+        )
+    );
+}
+
+#[test]
 fn agent_extensions_are_read() {
     let p = ok(&v3(
         "[]",
