@@ -27,10 +27,22 @@ use prometheus_client::registry::Registry;
 
 use crate::hook::Hooks;
 
+/// One observed certificate: the same certificate in two stores is two series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertLabels {
     vault: String,
     name: String,
+    store: String,
+}
+
+impl CertLabels {
+    fn of(cert: &ObservedCertificate) -> Self {
+        CertLabels {
+            vault: cert.url.vault.clone(),
+            name: cert.url.name.clone(),
+            store: cert.store.display().to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,7 +74,8 @@ pub struct Metrics {
     log_dropped: Counter,
     ready: Gauge,
     expiry_cache: Mutex<HashMap<(PathBuf, String), Option<i64>>>,
-    last_success_at: Mutex<HashMap<CertLabels, i64>>,
+    /// By certificate id ([`akv_sync_actors::certificate_id`]), as the gate names them.
+    last_success_at: Mutex<HashMap<String, i64>>,
     expiry_warning_days: u32,
     /// (certificate, version) already warned about, so that each is logged once.
     warned: Mutex<std::collections::HashSet<(CertLabels, String)>>,
@@ -245,14 +258,7 @@ impl Metrics {
         let limit = now_unix() - max_age.as_secs() as i64;
         certificates
             .iter()
-            .filter(|id| {
-                let (vault, name) = id.split_once('/').unwrap_or((id, ""));
-                last.get(&CertLabels {
-                    vault: vault.into(),
-                    name: name.into(),
-                })
-                .is_none_or(|t| *t < limit)
-            })
+            .filter(|id| last.get(*id).is_none_or(|t| *t < limit))
             .cloned()
             .collect()
     }
@@ -268,10 +274,7 @@ fn sync_counter(counter: &Counter, seen: &AtomicU64, total: u64) {
 
 impl Observer for Metrics {
     fn checked(&self, cert: &ObservedCertificate, outcome: &CheckOutcome) {
-        let labels = CertLabels {
-            vault: cert.url.vault.clone(),
-            name: cert.url.name.clone(),
-        };
+        let labels = CertLabels::of(cert);
         match outcome {
             CheckOutcome::Current { version } | CheckOutcome::Updated { version, .. } => {
                 let now = now_unix();
@@ -280,7 +283,7 @@ impl Observer for Metrics {
                 self.last_success_at
                     .lock()
                     .expect("last success lock")
-                    .insert(labels.clone(), now);
+                    .insert(akv_sync_actors::certificate_id(cert), now);
                 let file = format!("{}.{version}", cert.url.stem());
                 if let Some(not_after) = self.file_expiry(&cert.store, &file, version) {
                     self.expiry.get_or_create(&labels).set(not_after);
@@ -319,12 +322,7 @@ impl Observer for Metrics {
 
     fn installed_batch(&self, batch: &[Installed]) {
         for i in batch {
-            self.installs
-                .get_or_create(&CertLabels {
-                    vault: i.cert.url.vault.clone(),
-                    name: i.cert.url.name.clone(),
-                })
-                .inc();
+            self.installs.get_or_create(&CertLabels::of(&i.cert)).inc();
         }
         if let Some(h) = self.hooks.lock().expect("hooks lock").as_ref() {
             h.changed(batch);
@@ -403,4 +401,83 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_at(store: &str) -> ObservedCertificate {
+        use akv_sync_config::{CertificateUrl, Cloud, ExtraOutputs};
+        ObservedCertificate {
+            json_path: "observedCertificates[0]".into(),
+            url: CertificateUrl {
+                original: "https://v.vault.azure.net/secrets/web".into(),
+                vault: "v".into(),
+                host: "v.vault.azure.net".into(),
+                port: None,
+                cloud: Cloud::Public,
+                name: "web".into(),
+                version: None,
+            },
+            store: PathBuf::from(store),
+            link_name: None,
+            acls: vec![],
+            outputs: ExtraOutputs::default(),
+            hook: None,
+        }
+    }
+
+    #[test]
+    fn one_certificate_in_two_stores_is_two_series() {
+        let m = Metrics::new(30);
+        let (a, b) = (cert_at("/srv/a"), cert_at("/srv/b"));
+        m.checked(
+            &a,
+            &CheckOutcome::Failed {
+                error: "404".into(),
+                consecutive: 1,
+            },
+        );
+        m.checked(
+            &b,
+            &CheckOutcome::Failed {
+                error: "404".into(),
+                consecutive: 3,
+            },
+        );
+        let text = m.render(false);
+        assert!(
+            text.contains(
+                r#"akv_sync_certificate_consecutive_failures{vault="v",name="web",store="/srv/a"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"akv_sync_certificate_consecutive_failures{vault="v",name="web",store="/srv/b"} 3"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn staleness_is_per_store() {
+        let m = Metrics::new(30);
+        let (a, b) = (cert_at("/srv/a"), cert_at("/srv/b"));
+        m.checked(
+            &a,
+            &CheckOutcome::Current {
+                version: "1".into(),
+            },
+        );
+        let ids = [
+            akv_sync_actors::certificate_id(&a),
+            akv_sync_actors::certificate_id(&b),
+        ];
+        assert_eq!(
+            m.stale(&ids, Duration::from_secs(3600)),
+            [akv_sync_actors::certificate_id(&b)]
+        );
+    }
 }

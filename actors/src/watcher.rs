@@ -116,16 +116,27 @@ impl From<crate::port::InstallError> for CheckError {
     }
 }
 
-/// The display id of a certificate in status messages and logs: `vault/name`.
+/// The id of an observed certificate in the gate, status messages, logs and reloads:
+/// `vault/name in store`. The store is part of it: the same certificate may be observed in
+/// several stores (two services, two folders), and each is installed, reported and stopped
+/// on its own.
 pub fn certificate_id(cert: &ObservedCertificate) -> String {
-    format!("{}/{}", cert.url.vault, cert.url.name)
+    format!(
+        "{}/{} in {}",
+        cert.url.vault,
+        cert.url.name,
+        cert.store.display()
+    )
 }
 
 /// One observed certificate's loop.
 pub struct Watcher<S, I: Installer> {
     pub cert: Arc<ObservedCertificate>,
     pub shared: Arc<Shared<S, I>>,
+    /// The gate's id ([`certificate_id`]).
     id: String,
+    /// `vault/name`, the `certificate` field of log lines (which carry `store` beside it).
+    name: String,
     /// The version the writer last read on disk for this certificate, with the store's
     /// stamp taken just before that read ([`Installer::stamp`]). While the stamp is
     /// unchanged, an unchanged poll needs neither the writer nor the disk.
@@ -135,10 +146,12 @@ pub struct Watcher<S, I: Installer> {
 impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub fn new(cert: Arc<ObservedCertificate>, shared: Arc<Shared<S, I>>) -> Self {
         let id = certificate_id(&cert);
+        let name = format!("{}/{}", cert.url.vault, cert.url.name);
         Watcher {
             cert,
             shared,
             id,
+            name,
             known: Mutex::new(None),
         }
     }
@@ -178,7 +191,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                         },
                     );
                     if err.fatal || attempt >= max_attempts {
-                        warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                        warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                               attempts = attempt, error = %err.message, "first download failed; giving up for the initial sync");
                         self.shared.gate.failed(
                             &self.id,
@@ -187,7 +200,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                         return Some(Err(err));
                     }
                     let wait = jittered(initial_sync_delay(attempt), 0.2);
-                    warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                    warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                           attempt, max_attempts, retry_in_s = wait.as_secs_f64(), error = %err.message,
                           "first download failed; will retry");
                     tokio::select! {
@@ -257,7 +270,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
                 Err(err) => {
                     failures += 1;
-                    warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                    warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                           consecutive_failures = failures, error = %err.message,
                           "check failed; the installed files stay as they are");
                     CheckOutcome::Failed {
@@ -310,7 +323,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         }
         let version = secret.version.clone();
         if on_disk.as_deref() == Some(version.as_str()) && !force {
-            debug!(certificate = %self.id, version = %version, "current");
+            debug!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "current");
             return Ok(CheckOutcome::Current { version });
         }
 
@@ -330,14 +343,14 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .await?;
         match &report {
             InstallReport::Installed { previous_version } => {
-                info!(certificate = %self.id, vault = %cert.url.vault, name = %cert.url.name, version = %version,
+                info!(certificate = %self.name, store = %self.cert.store.display(), vault = %cert.url.vault, name = %cert.url.name, version = %version,
                       previous_version = previous_version.as_deref().unwrap_or("none"), "installed new version")
             }
             InstallReport::Repaired => {
-                info!(certificate = %self.id, version = %version, "repaired permissions or links")
+                info!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "repaired permissions or links")
             }
             InstallReport::Unchanged => {
-                debug!(certificate = %self.id, version = %version, "current")
+                debug!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "current")
             }
         }
         Ok(CheckOutcome::Updated { version, report })
