@@ -232,7 +232,15 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub async fn run(self, cancel: CancellationToken) {
         self.shared.gate.track(&self.id);
         let spread = self.shared.startup_spread;
-        if !spread.is_zero() {
+        // Only a restart is spread: a certificate already on disk can wait its turn, one
+        // that is not (a new host, a new entry) is fetched at once.
+        // A store that cannot be read counts as not installed: the first check says why.
+        let restart = !spread.is_zero()
+            && tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.on_disk() => matches!(r, Ok(Some(_))),
+            };
+        if restart {
             let wait = spread.mul_f64(rand::random::<f64>());
             tokio::select! {
                 _ = cancel.cancelled() => return,
