@@ -38,6 +38,9 @@ pub struct Shared<S, I: Installer> {
     /// `requireInitialSync`, where someone waits for them), so that a fleet restarted at
     /// once does not hit its vault in the same second.
     pub startup_spread: Duration,
+    /// Attempts of a first download before the gate gives up on it: [`MAX_ATTEMPTS`], or
+    /// no limit ([`first_sync_attempts`]).
+    pub first_sync_attempts: u32,
     /// Checks between "ask Key Vault" and "the writer is done" ([`PIPELINE_DEPTH`]).
     pub pipeline: tokio::sync::Semaphore,
     /// Checks running at all ([`CHECKS_IN_FLIGHT`]).
@@ -86,6 +89,19 @@ pub fn startup_spread(require_initial_sync: bool, interval: Duration, jitter: f6
         interval
             .mul_f64(jitter.clamp(0.0, 1.0))
             .min(Duration::from_secs(60))
+    }
+}
+
+/// How many times the daemon tries a certificate's first download before the gate reports
+/// it failed. The 1.x/2.x documentation says `requireInitialSync` retries the first download
+/// indefinitely, so settings in that schema get no limit (the gate stays `transitioning`
+/// until the certificate arrives, unless the failure is fatal); the 3.x schema gets
+/// [`MAX_ATTEMPTS`].
+pub fn first_sync_attempts(schema: akv_sync_config::Schema, require_initial_sync: bool) -> u32 {
+    if require_initial_sync && schema == akv_sync_config::Schema::V2 {
+        u32::MAX
+    } else {
+        MAX_ATTEMPTS
     }
 }
 
@@ -167,9 +183,9 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         max_attempts: u32,
         cancel: &CancellationToken,
     ) -> Option<Result<CheckOutcome, CheckError>> {
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let result = tokio::select! {
                 _ = cancel.cancelled() => return None,
                 r = self.admitted_check(true) => r,
@@ -247,7 +263,10 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        let Some(first) = self.first_sync(MAX_ATTEMPTS, &cancel).await else {
+        let Some(first) = self
+            .first_sync(self.shared.first_sync_attempts, &cancel)
+            .await
+        else {
             return;
         };
         // The gate keeps a certificate installed once it was (see `GateHandle::installed`):
