@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::port::{State, Status, StatusSink};
+use crate::port::{Failure, LISTED_FAILURES, State, Status, StatusSink};
 
 /// Where a certificate stands in its first download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,57 +171,71 @@ impl Facts {
         let failed_count = self.tally.failed;
         let settled = self.tally.pending == 0;
 
-        let status = if !self.require_initial_sync {
+        let mut status = if !self.require_initial_sync {
             if self.polling_started {
-                Status {
-                    state: State::Success,
-                    message: format!("polling {total} observed certificate(s)"),
-                }
+                Status::new(
+                    State::Success,
+                    format!("polling {total} observed certificate(s)"),
+                )
             } else {
-                Status {
-                    state: State::Transitioning,
-                    message: "starting".into(),
-                }
+                Status::new(State::Transitioning, "starting")
             }
         } else if installed == total && self.polling_started {
             self.reached_success = true;
-            Status {
-                state: State::Success,
-                message: format!(
-                    "initial sync done: {installed} of {total} certificate(s) installed"
-                ),
-            }
+            Status::new(
+                State::Success,
+                format!("initial sync done: {installed} of {total} certificate(s) installed"),
+            )
         } else if self.reached_success {
             // Certificates added after readiness do not take readiness back.
-            Status {
-                state: State::Success,
-                message: format!("{installed} of {total} certificate(s) installed"),
-            }
+            Status::new(
+                State::Success,
+                format!("{installed} of {total} certificate(s) installed"),
+            )
         } else if settled && failed_count > 0 {
-            let list: Vec<String> = certificates
-                .iter()
-                .filter_map(|(id, s)| match s {
-                    FirstSync::Failed(why) => Some(format!("{id}: {why}")),
-                    _ => None,
-                })
+            let list: Vec<String> = failures(certificates)
+                .take(LISTED_FAILURES)
+                .map(|(id, why)| format!("{id}: {why}"))
                 .collect();
-            Status {
-                state: State::Error,
-                message: format!(
+            Status::new(
+                State::Error,
+                format!(
                     "initial sync failed for {failed_count} of {total} certificate(s): {}",
                     list.join("; ")
                 ),
-            }
+            )
         } else {
-            Status {
-                state: State::Transitioning,
-                message: format!(
+            Status::new(
+                State::Transitioning,
+                format!(
                     "initial sync: {installed} of {total} certificate(s) installed, {failed_count} failed so far"
                 ),
-            }
+            )
         };
+        // Whatever the state, the certificates that failed are listed (the VM agent's
+        // `substatus`): a fleet's instance view then says which and why.
+        if failed_count > 0 {
+            status.failed_count = failed_count;
+            status.failures = failures(certificates)
+                .take(LISTED_FAILURES)
+                .map(|(id, why)| Failure {
+                    id: id.clone(),
+                    why: why.clone(),
+                })
+                .collect();
+        }
         (status, settled)
     }
+}
+
+/// The failed certificates of `certificates`, in id order.
+fn failures(
+    certificates: &BTreeMap<String, FirstSync>,
+) -> impl Iterator<Item = (&String, &String)> {
+    certificates.iter().filter_map(|(id, s)| match s {
+        FirstSync::Failed(why) => Some((id, why)),
+        _ => None,
+    })
 }
 
 /// Handle to the gate actor.
@@ -234,10 +248,7 @@ pub struct GateHandle {
 impl GateHandle {
     pub fn spawn(require_initial_sync: bool, sink: Arc<dyn StatusSink>) -> Self {
         let initial = GateView {
-            status: Status {
-                state: State::Transitioning,
-                message: "starting".into(),
-            },
+            status: Status::new(State::Transitioning, "starting"),
             settled: true,
             certificates: Arc::default(),
         };
@@ -377,5 +388,51 @@ mod tests {
         rx.wait_for(|v| v.status.state == State::Success)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_status_lists_each_failed_certificate_and_why() {
+        let rec = Arc::new(Recorder::default());
+        let gate = GateHandle::spawn(true, rec.clone());
+        for id in ["v.a", "v.b", "v.c"] {
+            gate.track(id);
+        }
+        gate.polling_started();
+        gate.failed("v.a", "403 Forbidden");
+        gate.failed("v.c", "404 SecretNotFound");
+        gate.installed("v.b");
+        let status = gate.settled_status().await;
+        assert_eq!(status.state, State::Error);
+        assert_eq!(status.failed_count, 2);
+        assert_eq!(
+            status.failures,
+            [
+                Failure {
+                    id: "v.a".into(),
+                    why: "403 Forbidden".into()
+                },
+                Failure {
+                    id: "v.c".into(),
+                    why: "404 SecretNotFound".into()
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_listed_failures_are_capped() {
+        let rec = Arc::new(Recorder::default());
+        let gate = GateHandle::spawn(true, rec.clone());
+        let n = LISTED_FAILURES + 7;
+        for i in 0..n {
+            gate.track(&format!("v.{i:04}"));
+        }
+        gate.polling_started();
+        for i in 0..n {
+            gate.failed(&format!("v.{i:04}"), "404");
+        }
+        let status = gate.settled_status().await;
+        assert_eq!(status.failed_count, n);
+        assert_eq!(status.failures.len(), LISTED_FAILURES);
     }
 }

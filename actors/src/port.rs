@@ -236,7 +236,34 @@ impl State {
 pub struct Status {
     pub state: State,
     pub message: String,
+    /// The certificates whose first download failed, in id order, at most
+    /// [`LISTED_FAILURES`] of them (the VM agent lists each in `substatus`).
+    pub failures: Vec<Failure>,
+    /// How many certificates failed in all (`failures` may list fewer).
+    pub failed_count: usize,
 }
+
+impl Status {
+    /// A status that lists no failed certificate.
+    pub fn new(state: State, message: impl Into<String>) -> Self {
+        Status {
+            state,
+            message: message.into(),
+            failures: Vec::new(),
+            failed_count: 0,
+        }
+    }
+}
+
+/// One certificate that failed, and why (no secret in `why`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub id: String,
+    pub why: String,
+}
+
+/// At most this many failed certificates are listed in a [`Status`].
+pub const LISTED_FAILURES: usize = 50;
 
 /// Where status goes (VM-agent status file, sd_notify, logs).
 pub trait StatusSink: Send + Sync + 'static {

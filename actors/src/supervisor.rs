@@ -204,6 +204,10 @@ fn shared<T: TokenSource, S: SecretSource, I: Installer>(
         polling_interval: settings.polling_interval,
         jitter: settings.agent.jitter,
         startup_spread,
+        first_sync_attempts: crate::watcher::first_sync_attempts(
+            settings.schema,
+            settings.require_initial_sync,
+        ),
         pipeline: tokio::sync::Semaphore::new(crate::watcher::PIPELINE_DEPTH),
         checks: tokio::sync::Semaphore::new(crate::watcher::CHECKS_IN_FLIGHT),
     });

@@ -38,6 +38,9 @@ pub struct Shared<S, I: Installer> {
     /// `requireInitialSync`, where someone waits for them), so that a fleet restarted at
     /// once does not hit its vault in the same second.
     pub startup_spread: Duration,
+    /// Attempts of a first download before the gate gives up on it: [`MAX_ATTEMPTS`], or
+    /// no limit ([`first_sync_attempts`]).
+    pub first_sync_attempts: u32,
     /// Checks between "ask Key Vault" and "the writer is done" ([`PIPELINE_DEPTH`]).
     pub pipeline: tokio::sync::Semaphore,
     /// Checks running at all ([`CHECKS_IN_FLIGHT`]).
@@ -92,6 +95,19 @@ pub fn startup_spread(require_initial_sync: bool, interval: Duration, jitter: f6
     }
 }
 
+/// How many times the daemon tries a certificate's first download before the gate reports
+/// it failed. The 1.x/2.x documentation says `requireInitialSync` retries the first download
+/// indefinitely, so settings in that schema get no limit (the gate stays `transitioning`
+/// until the certificate arrives, unless the failure is fatal); the 3.x schema gets
+/// [`MAX_ATTEMPTS`].
+pub fn first_sync_attempts(schema: akv_sync_config::Schema, require_initial_sync: bool) -> u32 {
+    if require_initial_sync && schema == akv_sync_config::Schema::V2 {
+        u32::MAX
+    } else {
+        MAX_ATTEMPTS
+    }
+}
+
 /// Why a check failed. The message is for humans and names no secret.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -119,7 +135,10 @@ impl From<crate::port::InstallError> for CheckError {
     }
 }
 
-/// The display id of a certificate in status messages and logs: `vault/name`.
+/// The id of an observed certificate in the gate, status messages, logs and reloads:
+/// `vault/name in store`. The store is part of it: the same certificate may be observed in
+/// several stores (two services, two folders), and each is installed, reported and stopped
+/// on its own.
 pub fn certificate_id(cert: &ObservedCertificate) -> String {
     cert.id()
 }
@@ -128,7 +147,10 @@ pub fn certificate_id(cert: &ObservedCertificate) -> String {
 pub struct Watcher<S, I: Installer> {
     pub cert: Arc<ObservedCertificate>,
     pub shared: Arc<Shared<S, I>>,
+    /// The gate's id ([`certificate_id`]).
     id: String,
+    /// `vault/name`, the `certificate` field of log lines (which carry `store` beside it).
+    name: String,
     /// The version the writer last read on disk for this certificate, with the store's
     /// stamp taken just before that read ([`Installer::stamp`]). While the stamp is
     /// unchanged, an unchanged poll needs neither the writer nor the disk.
@@ -138,10 +160,12 @@ pub struct Watcher<S, I: Installer> {
 impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub fn new(cert: Arc<ObservedCertificate>, shared: Arc<Shared<S, I>>) -> Self {
         let id = certificate_id(&cert);
+        let name = format!("{}/{}", cert.url.vault, cert.url.name);
         Watcher {
             cert,
             shared,
             id,
+            name,
             known: Mutex::new(None),
         }
     }
@@ -157,9 +181,9 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         max_attempts: u32,
         cancel: &CancellationToken,
     ) -> Option<Result<CheckOutcome, CheckError>> {
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let result = tokio::select! {
                 _ = cancel.cancelled() => return None,
                 r = self.admitted_check(true) => r,
@@ -181,7 +205,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                         },
                     );
                     if err.fatal || attempt >= max_attempts {
-                        warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                        warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                               attempts = attempt, error = %err.message, "first download failed; giving up for the initial sync");
                         self.shared.gate.failed(
                             &self.id,
@@ -190,7 +214,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                         return Some(Err(err));
                     }
                     let wait = jittered(initial_sync_delay(attempt), 0.2);
-                    warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                    warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                           attempt, max_attempts, retry_in_s = wait.as_secs_f64(), error = %err.message,
                           "first download failed; will retry");
                     tokio::select! {
@@ -222,14 +246,25 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub async fn run(self, cancel: CancellationToken) {
         self.shared.gate.track(&self.id);
         let spread = self.shared.startup_spread;
-        if !spread.is_zero() {
+        // Only a restart is spread: a certificate already on disk can wait its turn, one
+        // that is not (a new host, a new entry) is fetched at once.
+        // A store that cannot be read counts as not installed: the first check says why.
+        let restart = !spread.is_zero()
+            && tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.on_disk() => matches!(r, Ok(Some(_))),
+            };
+        if restart {
             let wait = spread.mul_f64(rand::random::<f64>());
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        let Some(first) = self.first_sync(MAX_ATTEMPTS, &cancel).await else {
+        let Some(first) = self
+            .first_sync(self.shared.first_sync_attempts, &cancel)
+            .await
+        else {
             return;
         };
         // The gate keeps a certificate installed once it was (see `GateHandle::installed`):
@@ -265,7 +300,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
                 Err(err) => {
                     failures += 1;
-                    warn!(certificate = %self.id, vault = %self.cert.url.vault, name = %self.cert.url.name,
+                    warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                           consecutive_failures = failures, error = %err.message,
                           "check failed; the installed files stay as they are");
                     CheckOutcome::Failed {
@@ -318,7 +353,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         }
         let version = secret.version.clone();
         if on_disk.as_deref() == Some(version.as_str()) && !force {
-            debug!(certificate = %self.id, version = %version, "current");
+            debug!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "current");
             return Ok(CheckOutcome::Current { version });
         }
 
@@ -338,14 +373,14 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .await?;
         match &report {
             InstallReport::Installed { previous_version } => {
-                info!(certificate = %self.id, vault = %cert.url.vault, name = %cert.url.name, version = %version,
+                info!(certificate = %self.name, store = %self.cert.store.display(), vault = %cert.url.vault, name = %cert.url.name, version = %version,
                       previous_version = previous_version.as_deref().unwrap_or("none"), "installed new version")
             }
             InstallReport::Repaired => {
-                info!(certificate = %self.id, version = %version, "repaired permissions or links")
+                info!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "repaired permissions or links")
             }
             InstallReport::Unchanged => {
-                debug!(certificate = %self.id, version = %version, "current")
+                debug!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "current")
             }
         }
         Ok(CheckOutcome::Updated { version, report })

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     NotVaultHost,
     /// A certificate URL is malformed in some other way.
     BadUrl,
+    /// A `/secrets/` URL on a Managed HSM (`*.managedhsm.azure.net`), which holds keys only:
+    /// a certificate and its secret live in a Key Vault.
+    ManagedHsmSecret,
     /// `pollingIntervalInS` is not a positive integer.
     BadPollingInterval,
     /// A name would escape the store folder (`/`, `..`, NUL).

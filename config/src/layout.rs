@@ -5,7 +5,10 @@
 //! <store>/<vault>.<name>.<version>   the full-chain PEM of that version
 //! <store>/<customSymbolicLinkName>   link -> <vault>.<name>.<version> (when set)
 //! ```
-//! and the certificate's id in logs, status, metrics and hooks: `<vault>/<name>`.
+//! and how a certificate is named: an observed certificate is (store folder, vault, name), its
+//! id `<vault>/<name> in <store>` (the gate, status, metrics, reloads); the secret it follows
+//! is `<vault>/<name>` (log fields, hook variables). One certificate may be observed in
+//! several stores.
 
 use std::path::PathBuf;
 
@@ -43,8 +46,8 @@ pub fn is_vault_version(v: &str) -> bool {
     v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `<vault>/<name>`: how logs, status, metrics and hooks name a certificate.
-pub fn id(vault: &str, name: &str) -> String {
+/// `<vault>/<name>`: the secret a certificate follows.
+pub fn secret_id(vault: &str, name: &str) -> String {
     format!("{vault}/{name}")
 }
 
@@ -56,9 +59,19 @@ impl CertificateUrl {
 }
 
 impl ObservedCertificate {
-    /// `<vault>/<name>`.
+    /// `<vault>/<name> in <store>`: the observed certificate's identity (the same secret
+    /// may be observed in several stores).
     pub fn id(&self) -> String {
-        id(&self.url.vault, &self.url.name)
+        format!(
+            "{} in {}",
+            secret_id(&self.url.vault, &self.url.name),
+            self.store.display()
+        )
+    }
+
+    /// `<vault>/<name>`: the secret it follows.
+    pub fn secret_id(&self) -> String {
+        secret_id(&self.url.vault, &self.url.name)
     }
 
     /// `<store>/<vault>.<name>`: the link to the current version.
@@ -95,6 +108,6 @@ mod tests {
         assert_eq!(version_in(&s, "exampleVault.webapi.0123"), None);
         assert_eq!(version_in(&s, "exampleVault.web."), None);
         assert_eq!(version_in(&s, "exampleVault.web"), None);
-        assert_eq!(id("exampleVault", "web"), "exampleVault/web");
+        assert_eq!(secret_id("exampleVault", "web"), "exampleVault/web");
     }
 }

@@ -423,15 +423,22 @@ fn boolean(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<bool> {
     match v {
         None => Some(false),
         Some(Value::Bool(b)) => Some(*b),
+        // Real settings carry `"linkOnRenewal": "false"`: the intent is plain, so accept it.
+        Some(Value::String(s))
+            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+        {
+            let b = s.eq_ignore_ascii_case("true");
+            cx.warn(
+                path,
+                format!("found the string \"{s}\"; read as {b}. Write {b} without quotes: strict readers (possibly the original extension) refuse a string here"),
+            );
+            Some(b)
+        }
         Some(other) => {
-            let hint = match other.as_str() {
-                Some("true" | "false" | "True" | "False") => " without quotes",
-                _ => "",
-            };
             cx.err(
                 ErrorKind::WrongType,
                 path,
-                format!("found {}; expected true or false{hint}", describe(other)),
+                format!("found {}; expected true or false", describe(other)),
             );
             None
         }

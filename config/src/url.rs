@@ -245,6 +245,15 @@ pub(crate) fn certificate_url(raw: &str) -> Result<Noted<CertificateUrl>, Failur
         }
         Ok(())
     };
+    // Managed HSM holds keys only: it has no secrets, hence no certificate with its key.
+    if cloud == Cloud::ManagedHsm {
+        return Err((
+            ErrorKind::ManagedHsmSecret,
+            format!(
+                "found {found}, a secret on a Managed HSM; a Managed HSM holds keys only, so no certificate can be read from it. Expected the URL of the certificate's secret in a Key Vault, e.g. {EXAMPLE_URL}"
+            ),
+        ));
+    }
     let name = segments[1];
     check_part("certificate name", name)?;
     let version = segments.get(2).copied();
@@ -371,10 +380,17 @@ mod tests {
             ok("https://v.vault.usgovcloudapi.net/secrets/c").cloud,
             Cloud::UsGovernment
         );
-        assert_eq!(
-            ok("https://v.managedhsm.azure.net/secrets/c").cloud,
-            Cloud::ManagedHsm
-        );
+    }
+
+    #[test]
+    fn a_secret_on_a_managed_hsm_is_refused() {
+        // Managed HSM holds keys only.
+        for raw in [
+            "https://v.managedhsm.azure.net/secrets/c",
+            "https://v.managedhsm.azure.net/secrets/c/0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(kind(raw), ErrorKind::ManagedHsmSecret, "{raw}");
+        }
     }
 
     #[test]

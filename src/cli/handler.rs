@@ -156,7 +156,7 @@ fn report(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&env.status_folder)?;
     VmAgentStatus::new(&env.status_folder, seq, operation)
-        .write(&Status { state, message })
+        .write(&Status::new(state, message))
         .with_context(|| {
             format!(
                 "cannot write the status file in {}",

@@ -197,7 +197,7 @@ pub fn batch_env(batch: &[Installed]) -> Vec<(String, String)> {
         .map(|i| {
             format!(
                 "{} {} {}",
-                i.cert.id(),
+                i.cert.secret_id(),
                 i.version,
                 i.cert.version_path(&i.version).display()
             )

@@ -22,10 +22,12 @@ use crate::azure::{RequestObserver, RequestTarget};
 use crate::clock::now_unix;
 use crate::log::fluentd::Queue;
 
+/// One observed certificate: the same certificate in two stores is two series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertLabels {
     vault: String,
     name: String,
+    store: String,
 }
 
 impl CertLabels {
@@ -33,6 +35,7 @@ impl CertLabels {
         CertLabels {
             vault: cert.url.vault.clone(),
             name: cert.url.name.clone(),
+            store: cert.store.display().to_string(),
         }
     }
 }
@@ -244,5 +247,86 @@ fn sync_counter(counter: &Counter, seen: &AtomicU64, total: u64) {
     let before = seen.swap(total, Ordering::Relaxed);
     if total > before {
         counter.inc_by(total - before);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn cert_at(store: &str) -> ObservedCertificate {
+        use akv_sync_config::{CertificateUrl, Cloud, ExtraOutputs};
+        ObservedCertificate {
+            json_path: "observedCertificates[0]".into(),
+            url: CertificateUrl {
+                original: "https://v.vault.azure.net/secrets/web".into(),
+                vault: "v".into(),
+                host: "v.vault.azure.net".into(),
+                port: None,
+                cloud: Cloud::Public,
+                name: "web".into(),
+                version: None,
+            },
+            store: PathBuf::from(store),
+            link_name: None,
+            acls: vec![],
+            outputs: ExtraOutputs::default(),
+            hook: None,
+        }
+    }
+
+    #[test]
+    fn one_certificate_in_two_stores_is_two_series() {
+        let m = Metrics::new(Default::default());
+        let (a, b) = (cert_at("/srv/a"), cert_at("/srv/b"));
+        m.checked(
+            &a,
+            &CheckOutcome::Failed {
+                error: "404".into(),
+                consecutive: 1,
+            },
+        );
+        m.checked(
+            &b,
+            &CheckOutcome::Failed {
+                error: "404".into(),
+                consecutive: 3,
+            },
+        );
+        let text = m.render(false);
+        assert!(
+            text.contains(
+                r#"akv_sync_certificate_consecutive_failures{vault="v",name="web",store="/srv/a"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"akv_sync_certificate_consecutive_failures{vault="v",name="web",store="/srv/b"} 3"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn staleness_is_per_store() {
+        let m = Metrics::new(Default::default());
+        let (a, b) = (cert_at("/srv/a"), cert_at("/srv/b"));
+        m.checked(
+            &a,
+            &CheckOutcome::Current {
+                version: "1".into(),
+            },
+        );
+        let ids = [
+            akv_sync_actors::certificate_id(&a),
+            akv_sync_actors::certificate_id(&b),
+        ];
+        assert_eq!(
+            m.stale(&ids, Duration::from_secs(3600)),
+            [akv_sync_actors::certificate_id(&b)]
+        );
     }
 }

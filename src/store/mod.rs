@@ -643,7 +643,7 @@ impl Store {
             if version == req.version {
                 continue;
             }
-            let old = layout::version_file(&stem, &version);
+            let old = layout::version_file(&stem, version);
             if let Some(existing) = self.open_ours(&old)? {
                 let (fixed, rev) = self.fix_acl(&existing, &old, &key_acl)?;
                 repaired |= fixed;
@@ -665,7 +665,7 @@ impl Store {
                 if version == req.version {
                     continue;
                 }
-                let old = layout::version_file(&stem, &version);
+                let old = layout::version_file(&stem, version);
                 match rustix::fs::unlinkat(&self.dir, old.as_str(), AtFlags::empty()) {
                     Ok(()) | Err(Errno::NOENT) => {
                         self.note(&old, false);
@@ -1001,7 +1001,7 @@ impl Store {
     fn versions_by_age(&self, stem: &str) -> Result<Vec<Aged>, StoreError> {
         let mut out = Vec::new();
         for version in self.version_names(stem)? {
-            let entry = layout::version_file(&stem, &version);
+            let entry = layout::version_file(stem, &version);
             match rustix::fs::statat(&self.dir, entry.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 // The time fields are narrower than i64 on some 32-bit targets.
                 #[allow(clippy::unnecessary_cast)]

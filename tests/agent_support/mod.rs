@@ -199,7 +199,8 @@ pub async fn wait_state(agent: &Agent, state: State) -> Status {
     .clone()
 }
 
-/// Wait for the next check of `id` that matches `pred`.
+/// Wait for the next check of `id` that matches `pred`. `id` is a certificate id
+/// ([`akv_sync_actors::certificate_id`]), or `vault/name` for that certificate in any store.
 pub async fn wait_check(
     events: &mut ProbeEvents,
     id: &str,
@@ -208,7 +209,8 @@ pub async fn wait_check(
     tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let (cid, outcome) = events.checks.recv().await.expect("agent running");
-            if cid == id && pred(&outcome) {
+            let same = cid == id || cid.strip_prefix(id).is_some_and(|r| r.starts_with(" in "));
+            if same && pred(&outcome) {
                 return outcome;
             }
         }

@@ -93,10 +93,12 @@ impl SecretSource for FakeVault {
     }
 }
 
-/// A store in memory: (vault, name) → installed versions, current last.
+/// A store in memory: (store folder, vault, name) → installed versions, current last.
 #[derive(Default)]
 pub struct FakeStore {
-    pub files: Mutex<BTreeMap<(String, String), Vec<String>>>,
+    pub files: Mutex<BTreeMap<(PathBuf, String, String), Vec<String>>>,
+    /// Installs into this folder fail (retryably) while the count is above zero.
+    pub failing_store: Mutex<Option<(PathBuf, u32)>>,
     pub writes: AtomicU32,
     pub installs: AtomicU32,
     pub reject_value: Mutex<Option<String>>,
@@ -108,11 +110,23 @@ pub struct FakeStore {
 
 impl FakeStore {
     pub fn current(&self, vault: &str, name: &str) -> Option<String> {
+        self.current_in("/store", vault, name)
+    }
+    pub fn current_in(&self, store: &str, vault: &str, name: &str) -> Option<String> {
         self.files
             .lock()
             .unwrap()
-            .get(&(vault.into(), name.into()))
+            .get(&(store.into(), vault.into(), name.into()))
             .and_then(|v| v.last().cloned())
+    }
+    /// Put `version` on disk as if a previous run had installed it.
+    pub fn preinstall(&self, vault: &str, name: &str, version: &str) {
+        self.files
+            .lock()
+            .unwrap()
+            .entry(("/store".into(), vault.into(), name.into()))
+            .or_default()
+            .push(version.into());
     }
 }
 
@@ -137,9 +151,20 @@ impl Installer for FakeStore {
         _p: String,
     ) -> Result<InstallReport, InstallError> {
         self.installs.fetch_add(1, Ordering::SeqCst);
+        if let Some((store, left)) = &mut *self.failing_store.lock().unwrap()
+            && *store == cert.store
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(InstallError::retryable("the store folder is not writable"));
+        }
         let mut files = self.files.lock().unwrap();
         let versions = files
-            .entry((cert.url.vault.clone(), cert.url.name.clone()))
+            .entry((
+                cert.store.clone(),
+                cert.url.vault.clone(),
+                cert.url.name.clone(),
+            ))
             .or_default();
         if versions.last().map(String::as_str) == Some(version) {
             return Ok(InstallReport::Unchanged);
@@ -155,7 +180,16 @@ impl Installer for FakeStore {
         cert: &ObservedCertificate,
     ) -> Result<Option<String>, InstallError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        Ok(self.current(&cert.url.vault, &cert.url.name))
+        Ok(self
+            .files
+            .lock()
+            .unwrap()
+            .get(&(
+                cert.store.clone(),
+                cert.url.vault.clone(),
+                cert.url.name.clone(),
+            ))
+            .and_then(|v| v.last().cloned()))
     }
 
     fn stamp(&self, _cert: &ObservedCertificate) -> Option<StoreStamp> {

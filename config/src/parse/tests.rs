@@ -492,15 +492,49 @@ fn windows_only_keys_are_accepted_with_a_warning() {
 }
 
 #[test]
+fn boolean_strings_are_read_with_a_warning() {
+    // Real settings in the original's bug reports carry `"linkOnRenewal": "false"`.
+    let p = ok(&format!(
+        r#"{{"{SMS}": {{"aclEnabled": "true", "requireInitialSync": "False", "observedCertificates": [{{"url": "{URL1}"}}]}}}}"#
+    ));
+    assert!(p.settings.acl_enabled);
+    assert!(!p.settings.require_initial_sync);
+    assert_eq!(
+        warning_paths(&p),
+        [
+            "secretsManagementSettings.requireInitialSync",
+            "secretsManagementSettings.aclEnabled"
+        ]
+    );
+}
+
+#[test]
 fn booleans_must_be_booleans() {
-    let e = one_error(&format!(
-        r#"{{"{SMS}": {{"aclEnabled": "true", "observedCertificates": []}}}}"#
+    for value in [r#""yes""#, "1", "null", "[]"] {
+        let e = one_error(&format!(
+            r#"{{"{SMS}": {{"aclEnabled": {value}, "observedCertificates": []}}}}"#
+        ));
+        assert_eq!(
+            e,
+            (
+                ErrorKind::WrongType,
+                "secretsManagementSettings.aclEnabled".into()
+            ),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_on_a_managed_hsm_is_refused() {
+    let e = one_error(&one_cert(
+        r#"{"url": "https://myhsm.managedhsm.azure.net/secrets/c"}"#,
     ));
     assert_eq!(
         e,
         (
-            ErrorKind::WrongType,
-            "secretsManagementSettings.aclEnabled".into()
+            ErrorKind::ManagedHsmSecret,
+            "secretsManagementSettings.observedCertificates[0].url".into()
         )
     );
 }
