@@ -502,3 +502,85 @@ fn host_checks_accept_a_user_and_group_that_exist_and_refuse_them_once_removed()
         "{name} was removed"
     );
 }
+
+/// What a reader makes of a settings file: usable or not, and every error (kind, JSON path).
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    usable: bool,
+    errors: Vec<(String, String)>,
+}
+
+/// The daemon's reader (`run`, `once`, `status`, a SIGHUP reload): host checks on.
+fn daemon_verdict(file: &Path) -> Verdict {
+    use akv_sync::cli::settings_file::{SettingsFileError, read};
+    match read(file, true) {
+        Ok(loaded) => Verdict {
+            usable: true,
+            errors: sorted(
+                loaded
+                    .host_errors
+                    .into_iter()
+                    .map(|e| (format!("{:?}", e.kind), e.path))
+                    .collect(),
+            ),
+        },
+        Err(SettingsFileError::Invalid { errors, .. }) => Verdict {
+            usable: false,
+            errors: sorted(
+                errors
+                    .into_iter()
+                    .map(|e| (format!("{:?}", e.kind), e.path))
+                    .collect(),
+            ),
+        },
+        Err(e) => panic!("{}: {e}", file.display()),
+    }
+}
+
+/// `akv-sync validate --json` (host checks on). Usable: errors, if any, are host errors only
+/// (one certificate's, which the daemon logs and syncs the others).
+fn validate_verdict(file: &Path) -> Verdict {
+    let out = validate(file, &["--json"]);
+    let report = json_of(&out);
+    let errors = sorted(error_pairs(&report));
+    let usable = errors.iter().all(|(kind, _)| kind == "UnknownPrincipal");
+    Verdict { usable, errors }
+}
+
+/// Each corpus file as written, and as PowerShell 5 (UTF-16 LE and BE with a byte-order mark)
+/// and Notepad (UTF-8 with a byte-order mark) would save it.
+#[test]
+fn validate_and_the_daemons_reader_give_every_corpus_file_the_same_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for name in corpus_files() {
+        let text = read(&name);
+        let mut utf16le = vec![0xFF, 0xFE];
+        utf16le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut utf16be = vec![0xFE, 0xFF];
+        utf16be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend(text.as_bytes());
+        let variants = [
+            ("", text.as_bytes().to_vec()),
+            ("utf16le-", utf16le),
+            ("utf16be-", utf16be),
+            ("bom-", bom),
+        ];
+        let mut first: Option<Verdict> = None;
+        for (prefix, bytes) in variants {
+            let file = dir.path().join(format!("{prefix}{name}"));
+            std::fs::write(&file, bytes).unwrap();
+            let (daemon, validate) = (daemon_verdict(&file), validate_verdict(&file));
+            assert_eq!(daemon, validate, "{prefix}{name}: daemon vs validate");
+            // The encoding never changes the verdict (a text that is itself broken JSON
+            // stays broken in every encoding).
+            match &first {
+                None => first = Some(daemon),
+                Some(f) => assert_eq!(f, &daemon, "{prefix}{name}: vs UTF-8"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * 60, "{checked} files checked");
+}

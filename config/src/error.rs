@@ -7,6 +7,8 @@ use crate::model::Settings;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
+    /// Not text: neither UTF-8 nor UTF-16 with a byte-order mark.
+    NotText,
     /// Not JSON at all.
     Syntax,
     /// The settings are a JSON string that holds JSON (double-encoded).

@@ -8,6 +8,7 @@
 //!
 //! Pure: text in, model or errors out. No I/O, no logging (warnings are returned).
 
+mod decode;
 mod dupes;
 mod error;
 mod json_path;
@@ -18,6 +19,7 @@ mod parse;
 mod relax;
 mod url;
 
+pub use decode::decode;
 pub use error::{ConfigError, ErrorKind, Parsed, Warning};
 pub use json_path::ROOT_PATH;
 pub use model::*;

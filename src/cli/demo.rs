@@ -148,8 +148,9 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
 
     let settings_path = dir.join("settings.json");
     std::fs::write(&settings_path, settings_json(&store))?;
-    let parsed = akv_sync_config::parse(&std::fs::read_to_string(&settings_path)?)
-        .map_err(|e| anyhow::anyhow!("demo settings invalid: {e:?}"))?;
+    let parsed = super::settings_file::read(&settings_path, false)
+        .map_err(|e| anyhow::anyhow!("demo settings invalid: {e:?}"))?
+        .parsed;
     let settings = parsed.settings;
     println!(
         "2. Settings written to {} (the extension's own schema,",

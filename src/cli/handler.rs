@@ -206,15 +206,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn enable(env: &HandlerEnvironment) -> anyhow::Result<ExitCode> {
     let seq = sequence_number(&env.config_folder)?;
     let settings_path = env.config_folder.join(format!("{seq}.settings"));
-    let text = std::fs::read_to_string(&settings_path)
-        .with_context(|| format!("cannot read {}", settings_path.display()))?;
-    if let Err(errors) = akv_sync_config::parse(&text) {
-        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        let message = format!(
-            "invalid settings in {}: {}",
-            settings_path.display(),
-            list.join("; ")
-        );
+    if let Err(e) = super::settings_file::read(&settings_path, false) {
+        let message = match &e {
+            super::settings_file::SettingsFileError::Invalid { errors, .. } => {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                format!(
+                    "invalid settings in {}: {}",
+                    settings_path.display(),
+                    list.join("; ")
+                )
+            }
+            other => other.to_string(),
+        };
         eprintln!("akv-sync: {message}");
         report(env, seq, "Enable", State::Error, message)?;
         return Ok(ExitCode::from(1));

@@ -25,12 +25,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let parsed = match load_or_exit(&args.settings) {
+    let loaded = match load_or_exit(&args.settings) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
     log::init(&args.log, None, None);
-    log_parsed(&parsed);
+    log_parsed(&loaded);
+    let parsed = loaded.parsed;
     crate::azure::net::warn_overrides();
     let settings = parsed.settings;
     let total = settings.certificates.len() as u64;

@@ -38,13 +38,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let parsed = match load_or_exit(&args.settings) {
+    let loaded = match load_or_exit(&args.settings) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
-    let logs = log::init(&args.log, log_dir, parsed.settings.logging.as_ref());
-    log_parsed(&parsed);
+    let logs = log::init(&args.log, log_dir, loaded.parsed.settings.logging.as_ref());
+    log_parsed(&loaded);
+    let parsed = loaded.parsed;
     crate::azure::net::warn_overrides();
     let mut sinks: Vec<Arc<dyn StatusSink>> =
         vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
@@ -135,7 +136,10 @@ impl Daemon {
                 _ = hup.recv() => {
                     info!(settings = %self.path.display(), "SIGHUP: re-reading settings");
                     let new = match load_settings(&self.path) {
-                        Ok(p) => p.settings,
+                        Ok(loaded) => {
+                            log_parsed(&loaded);
+                            loaded.parsed.settings
+                        }
                         Err(e) => {
                             error!("{e}; keeping the settings in force");
                             continue;

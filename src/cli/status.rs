@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let rows = rows(&parsed.settings);
+    let rows = rows(&parsed.parsed.settings);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

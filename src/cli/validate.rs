@@ -11,9 +11,11 @@ use std::process::ExitCode;
 
 use akv_sync_config::{
     AclGrant, ErrorKind, Hook, HookSpec, Identity, ObservedCertificate, Parsed, Principal, Schema,
-    Settings, Warning, Wrapper, detect, parse,
+    Settings, Warning, Wrapper,
 };
 use serde::Serialize;
+
+use super::settings_file::{self, Loaded, SettingsFileError};
 
 /// Exit code when the settings have errors.
 pub const EXIT_INVALID: u8 = 2;
@@ -74,22 +76,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// Read, parse and check `path`; the report and the exit code (0 or 2).
+/// Read, parse and check `path` with the one settings reader; the report and the exit code
+/// (0 or 2).
 pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
     let mut report = Report::new(path);
-    let text = match read_text(path, &mut report.warnings) {
-        Ok(t) => t,
-        Err(p) => {
-            report.errors.push(p);
+    let loaded = match settings_file::read(path, host_checks) {
+        Ok(l) => l,
+        Err(SettingsFileError::Unreadable { source, .. }) => {
+            report.errors.push(Problem::new(
+                "Unreadable",
+                "$",
+                format!("cannot read the settings file {}: {source}", path.display()),
+            ));
             return (report, EXIT_INVALID);
         }
-    };
-    let parsed = match parse(&text) {
-        Ok(p) => p,
-        Err(errors) => {
-            let found = detect(&text);
-            report.wrapper = found.wrapper.map(wrapper_name);
-            report.schema = found.schema.map(schema_name);
+        Err(SettingsFileError::Invalid {
+            errors, detected, ..
+        }) => {
+            report.wrapper = detected.wrapper.map(wrapper_name);
+            report.schema = detected.schema.map(schema_name);
             report.errors = errors
                 .into_iter()
                 .map(|e| Problem::from_kind(e.kind, e.path, e.message))
@@ -97,155 +102,21 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
             return (report, EXIT_INVALID);
         }
     };
-    let Parsed { settings, warnings } = parsed;
+    let Loaded {
+        parsed: Parsed { settings, warnings },
+        host_errors,
+    } = loaded;
     report
         .warnings
         .extend(warnings.into_iter().map(WarningOut::from));
-    if host_checks {
-        report.errors = check_principals(&settings);
-        report.warnings.extend(blocked_readers(&settings));
-    }
+    report.errors = host_errors
+        .into_iter()
+        .map(|e| Problem::from_kind(e.kind, e.path, e.message))
+        .collect();
     report.fill(&settings);
     report.ok = report.errors.is_empty();
     let code = if report.ok { 0 } else { EXIT_INVALID };
     (report, code)
-}
-
-fn read_text(path: &Path, warnings: &mut Vec<WarningOut>) -> Result<String, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Problem::new(
-            "Unreadable",
-            "$",
-            format!("cannot read the settings file {}: {e}", path.display()),
-        )
-    })?;
-    let utf16 = |units: Vec<u16>, warnings: &mut Vec<WarningOut>| {
-        warnings.push(WarningOut {
-            path: "$".into(),
-            message: "the file is UTF-16 (as PowerShell 5's Out-File writes it); it was read anyway, but the extension expects UTF-8: save it with -Encoding utf8".into(),
-        });
-        String::from_utf16(&units).map_err(|_| {
-            Problem::new(
-                "NotText",
-                "$",
-                format!("{} is not valid UTF-16 text", path.display()),
-            )
-        })
-    };
-    match bytes.as_slice() {
-        [0xFF, 0xFE, rest @ ..] => utf16(
-            rest.chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect(),
-            warnings,
-        ),
-        [0xFE, 0xFF, rest @ ..] => utf16(
-            rest.chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect(),
-            warnings,
-        ),
-        _ => String::from_utf8(bytes).map_err(|e| {
-            Problem::new(
-                "NotText",
-                "$",
-                format!(
-                    "{} is not UTF-8 text (invalid byte at offset {}); expected a UTF-8 JSON file",
-                    path.display(),
-                    e.utf8_error().valid_up_to()
-                ),
-            )
-        }),
-    }
-}
-
-/// Each named ACL user and group must exist on this host; numeric ids are taken as they are.
-/// A missing one is an error of that certificate (its JSON path says which).
-fn check_principals(settings: &Settings) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if !settings.acl_enabled {
-        return problems;
-    }
-    for cert in &settings.certificates {
-        for (i, grant) in cert.acls.iter().enumerate() {
-            let entry = format!("{}.acls[{i}]", cert.json_path);
-            if let Some(Principal::Name(name)) = &grant.user {
-                match nix::unistd::User::from_name(name) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => problems.push(missing(&entry, "user", name, cert)),
-                    Err(e) => problems.push(lookup_failed(&entry, "user", name, e)),
-                }
-            }
-            if let Some(Principal::Name(name)) = &grant.group {
-                match nix::unistd::Group::from_name(name) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => problems.push(missing(&entry, "group", name, cert)),
-                    Err(e) => problems.push(lookup_failed(&entry, "group", name, e)),
-                }
-            }
-        }
-    }
-    problems
-}
-
-/// With `traverseAncestors` off, each folder above a store that keeps one of its granted
-/// principals out (so its `acls` do nothing): a warning naming the folder and the principal.
-fn blocked_readers(settings: &Settings) -> Vec<WarningOut> {
-    let mut warnings = Vec::new();
-    if !settings.acl_enabled || settings.agent.traverse_ancestors {
-        return warnings;
-    }
-    for cert in &settings.certificates {
-        let Ok(grants) = crate::store::resolve_grants(&cert.acls) else {
-            continue;
-        };
-        let ids: Vec<_> = grants.iter().map(|g| (g.kind, g.id)).collect();
-        for b in crate::store::blocked_ancestors(&cert.store, &ids) {
-            let Some(g) = grants.iter().find(|g| (g.kind, g.id) == (b.kind, b.id)) else {
-                continue;
-            };
-            let kind = match g.kind {
-                crate::store::GrantKind::User => "user",
-                crate::store::GrantKind::Group => "group",
-            };
-            warnings.push(WarningOut {
-                path: format!("{}.acls", cert.json_path),
-                message: format!(
-                    "{} keeps {kind} {:?} out of {}: its ACL grant does nothing while `akvSyncSettings.traverseAncestors` is false; turn it on, or give {:?} traverse on that folder",
-                    b.folder.display(),
-                    g.name,
-                    cert.store.display(),
-                    g.name,
-                ),
-            });
-        }
-    }
-    warnings
-}
-
-fn missing(entry: &str, what: &str, name: &str, cert: &ObservedCertificate) -> Problem {
-    let create = if what == "user" {
-        "useradd"
-    } else {
-        "groupadd"
-    };
-    Problem::from_kind(
-        ErrorKind::UnknownPrincipal,
-        format!("{entry}.{what}"),
-        format!(
-            "found the {what} \"{name}\", which does not exist on this host; expected an existing {what} name or a numeric id. The certificate `{}` ({}) would fail; the others are not affected. Create it ({create} {name}), fix the name, or use --no-host-checks when validating for another machine",
-            cert.json_path,
-            cert.id()
-        ),
-    )
-}
-
-fn lookup_failed(entry: &str, what: &str, name: &str, e: nix::Error) -> Problem {
-    Problem::from_kind(
-        ErrorKind::UnknownPrincipal,
-        format!("{entry}.{what}"),
-        format!("could not look up the {what} \"{name}\" on this host: {e}"),
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -716,9 +587,30 @@ mod tests {
 
     #[test]
     fn existing_principals_and_numeric_ids_pass_the_host_check() {
-        let f = file(settings_with_acls(r#"[{"group": "1234567"}]"#).as_bytes());
+        let f = file(settings_with_acls(r#"[{"group": "0"}]"#).as_bytes());
         let (report, code) = validate_file(f.path(), true);
         assert_eq!(code, 0, "{:?}", report.errors);
+    }
+
+    /// The store refuses a grant to an id nobody has, so validate must too (it used to skip
+    /// numeric ids, and passed files that `run` then failed on).
+    #[test]
+    fn a_numeric_id_nobody_has_is_an_error_of_that_certificate() {
+        let f = file(settings_with_acls(r#"[{"group": "3999999917"}]"#).as_bytes());
+        let (report, code) = validate_file(f.path(), true);
+        assert_eq!(code, EXIT_INVALID);
+        let kinds: Vec<_> = report
+            .errors
+            .iter()
+            .map(|p| (p.kind.as_str(), p.path.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(
+                "UnknownPrincipal",
+                "secretsManagementSettings.observedCertificates[1].acls[0].group"
+            )]
+        );
     }
 
     #[test]
