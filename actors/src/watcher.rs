@@ -160,7 +160,7 @@ pub struct Watcher<S, I: Installer> {
 impl<S: SecretSource, I: Installer> Watcher<S, I> {
     pub fn new(cert: Arc<ObservedCertificate>, shared: Arc<Shared<S, I>>) -> Self {
         let id = certificate_id(&cert);
-        let name = format!("{}/{}", cert.url.vault, cert.url.name);
+        let name = cert.secret_id();
         Watcher {
             cert,
             shared,

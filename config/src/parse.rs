@@ -6,144 +6,17 @@
 //! keys. Each section has one function that reads its object, checks each key, and returns
 //! `None` when it reported an error; [`parse`] succeeds only when no error was reported.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
-
-use serde_json::{Map, Value};
-
-use crate::error::{ConfigError, ErrorKind, Parsed, Warning};
-use crate::json_path::{ROOT_PATH, at, idx};
-use crate::model::{
-    AclGrant, AgentSettings, DEFAULT_IMDS_ENDPOINT, DEFAULT_POLLING_INTERVAL, DEFAULT_STORE_V2,
-    DEFAULT_STORE_V3, ExtraOutputs, Hook, HookSpec, Identity, LoggingSettings, ObservedCertificate,
-    Principal, Schema, Settings, Wrapper,
-};
-use crate::names::{closest, describe, is_guid, is_placeholder, quote, unsafe_reason};
-use crate::relax::{Relaxed, relax};
-use crate::url::{certificate_url, identity_endpoint, logging_endpoint};
 use extension::{agent, certificate_extension};
 use identity::{authentication, logging};
 use wrapper::locate;
 
+mod cx;
 mod extension;
 mod identity;
 mod wrapper;
 
-/// A polling interval below this many seconds is accepted with a warning.
-const MIN_QUIET_POLLING_S: u64 = 60;
-
-/// Default time limit of a hook (`timeoutInS`).
-pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
-
-const POWERSHELL_HINT: &str = "In PowerShell, build the settings as a hashtable and pass it with -Settings, or read the file unchanged with (Get-Content -Raw settings.json) and pass it with -SettingString; with the Azure CLI, pass --settings @settings.json";
-
-const SETTINGS_KEYS: &[&str] = &[
-    "secretsManagementSettings",
-    "authenticationSettings",
-    "loggingSettings",
-    "akvSyncSettings",
-];
-const SECRETS_KEYS: &[&str] = &[
-    "pollingIntervalInS",
-    "requireInitialSync",
-    "aclEnabled",
-    "linkOnRenewal",
-    "certificateStoreName",
-    "certificateStoreLocation",
-    "observedCertificates",
-];
-const CERTIFICATE_KEYS: &[&str] = &[
-    "url",
-    "certificateStoreLocation",
-    "customSymbolicLinkName",
-    "acls",
-    "certificateStoreName",
-    "akvSync",
-];
-const AUTH_KEYS: &[&str] = &["msiEndpoint", "msiClientId"];
-const LOGGING_KEYS: &[&str] = &["logger", "endpoint", "format", "servicename"];
-const AGENT_KEYS: &[&str] = &[
-    "onChange",
-    "metricsAddress",
-    "expiryWarningDays",
-    "pruneKeepVersions",
-    "maxConcurrencyPerVault",
-    "pollingJitter",
-    "traverseAncestors",
-];
-const CERT_EXT_KEYS: &[&str] = &["outputs", "onChange"];
-const OUTPUT_KEYS: &[&str] = &[
-    "cert",
-    "chain",
-    "fullchain",
-    "privkey",
-    "certDer",
-    "pfx",
-    "pfxPasswordFile",
-    "pfxFriendlyName",
-];
-const HOOK_KEYS: &[&str] = &["command", "reloadUnit", "timeoutInS"];
-const ACL_KEYS: &[&str] = &["user", "group"];
-
-/// Errors and warnings collected along the walk.
-#[derive(Default)]
-struct Cx {
-    errors: Vec<ConfigError>,
-    warnings: Vec<Warning>,
-}
-
-impl Cx {
-    fn err(&mut self, kind: ErrorKind, path: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            kind,
-            path: path.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    fn warn(&mut self, path: &str, message: impl Into<String>) {
-        self.warnings.push(Warning {
-            path: path.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    fn error_count(&self) -> usize {
-        self.errors.len()
-    }
-
-    /// Warn about each key of `obj` that is not in `known`, suggesting the closest known key.
-    fn unknown_keys(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
-        self.unknown_keys_except(obj, path, known, &[]);
-    }
-
-    /// [`Cx::unknown_keys`], leaving alone the keys in `reported` (already dealt with).
-    fn unknown_keys_except(
-        &mut self,
-        obj: &Map<String, Value>,
-        path: &str,
-        known: &[&str],
-        reported: &[&str],
-    ) {
-        let unknown = |k: &&String| !known.contains(&k.as_str()) && !reported.contains(&k.as_str());
-        for key in obj.keys().filter(unknown) {
-            let message = match closest(key, known) {
-                Some(k) => format!("unknown key `{key}` is ignored; did you mean `{k}`?"),
-                None => format!(
-                    "unknown key `{key}` is ignored; the keys known here are {}",
-                    known
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
-            self.warn(&at(path, key), message);
-        }
-    }
-}
+pub use cx::DEFAULT_HOOK_TIMEOUT;
+use cx::*;
 
 /// Parse settings text in any of the three wrappers and either schema.
 pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
@@ -258,32 +131,6 @@ fn syntax_error(text: &str, e: &serde_json::Error, cx: &mut Cx) {
         ROOT_PATH,
         format!("found text that is not valid JSON ({e}); expected a JSON object.{hint}"),
     );
-}
-
-/// A JSON string where an object belongs: explain double encoding or escaped quotes.
-fn string_instead_of_object(path: &str, s: &str, expected: &str, cx: &mut Cx) {
-    let inner = relax(s);
-    match serde_json::from_str::<Value>(&inner.text) {
-        Ok(Value::Object(_)) | Ok(Value::Array(_)) => cx.err(
-            ErrorKind::JsonInString,
-            path,
-            format!(
-                "found a JSON string that itself holds JSON (the settings were encoded twice, e.g. by ConvertTo-Json of a string or by quoting); expected {expected} itself, without the outer quotes and backslashes. {POWERSHELL_HINT}"
-            ),
-        ),
-        _ if s.contains("\\\"") || s.trim_start().starts_with("{\\") => cx.err(
-            ErrorKind::EscapedQuotes,
-            path,
-            format!(
-                "found a string with `\\\"` escapes where {expected} belongs; PowerShell adds them when a JSON string passes through it. {POWERSHELL_HINT}"
-            ),
-        ),
-        _ => cx.err(
-            ErrorKind::WrongType,
-            path,
-            format!("found the string {}; expected {expected}", quote(s)),
-        ),
-    }
 }
 
 fn document(doc: &Value, relaxed: &Relaxed, cx: &mut Cx) -> Option<Settings> {
@@ -417,32 +264,6 @@ fn settings_object(
         logging: logging?,
         agent: agent?,
     })
-}
-
-fn boolean(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<bool> {
-    match v {
-        None => Some(false),
-        Some(Value::Bool(b)) => Some(*b),
-        // Real settings carry `"linkOnRenewal": "false"`: the intent is plain, so accept it.
-        Some(Value::String(s))
-            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
-        {
-            let b = s.eq_ignore_ascii_case("true");
-            cx.warn(
-                path,
-                format!("found the string \"{s}\"; read as {b}. Write {b} without quotes: strict readers (possibly the original extension) refuse a string here"),
-            );
-            Some(b)
-        }
-        Some(other) => {
-            cx.err(
-                ErrorKind::WrongType,
-                path,
-                format!("found {}; expected true or false", describe(other)),
-            );
-            None
-        }
-    }
 }
 
 fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets> {
@@ -653,31 +474,6 @@ fn polling_interval(v: &Value, path: &str, cx: &mut Cx) -> Option<Duration> {
     }
 }
 
-/// A string that is not a documentation placeholder; otherwise a `WrongType` or `Placeholder`
-/// error saying what was `expected`.
-fn filled_string<'v>(v: &'v Value, path: &str, expected: &str, cx: &mut Cx) -> Option<&'v str> {
-    let Some(s) = v.as_str() else {
-        cx.err(
-            ErrorKind::WrongType,
-            path,
-            format!("found {}; expected {expected}", describe(v)),
-        );
-        return None;
-    };
-    if is_placeholder(s) {
-        cx.err(
-            ErrorKind::Placeholder,
-            path,
-            format!(
-                "found {}, which still holds a placeholder from the documentation; expected {expected}",
-                quote(s)
-            ),
-        );
-        return None;
-    }
-    Some(s)
-}
-
 /// An absolute store folder without `..`, normalised (no `.` parts, no trailing slash).
 fn store_location(v: &Value, path: &str, cx: &mut Cx) -> Option<PathBuf> {
     let s = filled_string(
@@ -811,25 +607,6 @@ fn v3_certificate(
         outputs,
         hook,
     })
-}
-
-/// A plain file name inside the store folder.
-fn file_name(v: &Value, path: &str, what: &str, cx: &mut Cx) -> Option<String> {
-    let s = filled_string(
-        v,
-        path,
-        &format!("a {what}: a plain file name such as \"app1Cert1\""),
-        cx,
-    )?;
-    if let Some(why) = unsafe_reason(s) {
-        cx.err(
-            ErrorKind::UnsafeName,
-            path,
-            format!("found {}, which cannot be used as {what} inside the store folder: {why}; expected a plain file name such as \"app1Cert1\" (to place the file elsewhere, set `certificateStoreLocation`)", quote(s)),
-        );
-        return None;
-    }
-    Some(s.to_owned())
 }
 
 fn acls(v: &Value, path: &str, cx: &mut Cx) -> Option<Vec<AclGrant>> {

@@ -18,6 +18,7 @@ pub mod generator;
 mod identity;
 mod reply;
 mod server;
+mod spec;
 mod state;
 mod vault;
 mod x509;

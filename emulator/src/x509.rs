@@ -12,7 +12,7 @@ use ring::signature::{self, KeyPair};
 use sha1::Digest;
 use zeroize::Zeroizing;
 
-use super::generator::{CertSpec, GenerateError, Generated, KeyKind};
+use super::spec::{CertSpec, GenerateError, Generated, KeyKind};
 
 /// Whether `spec` names a curve this module must build (leaf or, in a chain, issuer).
 pub(crate) fn needed(spec: &CertSpec) -> bool {

@@ -249,7 +249,7 @@ impl Material {
         let certs: Vec<&[u8]> = std::iter::once(self.leaf.as_slice())
             .chain(self.chain.iter().map(Vec::as_slice))
             .collect();
-        crate::pkcs12::write_pfx(&certs, &self.private_key, password, friendly_name)
+        crate::pkcs12::modern::write_pfx(&certs, &self.private_key, password, friendly_name)
     }
 
     /// The thumbprint as Azure prints it (upper-case hex).

@@ -22,8 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::der::{self, DerFault};
 
-mod modern;
-pub(crate) use modern::write_pfx;
+pub(crate) mod modern;
 
 /// Highest MAC iteration count we spend time on (Key Vault uses 2000, OpenSSL 2048).
 pub(crate) const MAX_MAC_ITERATIONS: u64 = 200_000;

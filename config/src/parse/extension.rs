@@ -1,7 +1,7 @@
 //! akv-sync's own settings, ignored by the original extension: top-level `akvSyncSettings` and
 //! per-certificate `akvSync` (extra outputs, hooks).
 
-use super::*;
+use super::cx::*;
 
 fn integer(v: &Value, path: &str, min: u64, max: u64, what: &str, cx: &mut Cx) -> Option<u64> {
     let n = match v {
@@ -270,7 +270,7 @@ fn pfx_output(
     m: &serde_json::Map<String, Value>,
     op: &str,
     cx: &mut Cx,
-) -> Option<crate::PfxOutput> {
+) -> Option<crate::model::PfxOutput> {
     let before = cx.error_count();
     let file_name = m
         .get("pfx")
@@ -295,7 +295,7 @@ fn pfx_output(
     if cx.error_count() > before {
         return None;
     }
-    Some(crate::PfxOutput {
+    Some(crate::model::PfxOutput {
         file_name: file_name?,
         password_file,
         friendly_name,

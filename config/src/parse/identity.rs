@@ -1,6 +1,6 @@
 //! `authenticationSettings` (which managed identity) and `loggingSettings` (Fluentd).
 
-use super::*;
+use super::cx::*;
 
 pub(super) fn authentication(v: Option<&Value>, path: &str, cx: &mut Cx) -> Option<Identity> {
     let obj = match v {

@@ -1,6 +1,6 @@
 //! Where the settings sit: bare, in an ARM resource or template, or in a VM-agent handler file.
 
-use super::*;
+use super::cx::*;
 
 /// Where the settings object sits, given the document's top-level object.
 pub(super) struct Located<'a> {

@@ -228,21 +228,37 @@ pub(crate) fn write_pfx(
 mod tests {
     use super::*;
 
-    /// Three certificates (the first is the key's) and the first one's key. The writer does
-    /// not order or verify the chain, so self-signed certificates are enough here.
+    /// Leaf, intermediate and root (each signed by the next) and the leaf's key.
     fn chain() -> (Vec<Vec<u8>>, Vec<u8>) {
-        let mut certs = Vec::new();
-        let mut first_key = None;
-        for name in ["leaf.example", "intermediate.example", "root.example"] {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-            let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-                .unwrap()
-                .self_signed(&key)
-                .unwrap();
-            certs.push(cert.der().to_vec());
-            first_key.get_or_insert(key.serialize_der());
-        }
-        (certs, first_key.unwrap())
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let ca = |cn: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.use_authority_key_identifier_extension = true;
+            p
+        };
+        let root =
+            CertifiedIssuer::self_signed(ca("root"), KeyPair::generate_for(alg).unwrap()).unwrap();
+        let intermediate = CertifiedIssuer::signed_by(
+            ca("intermediate"),
+            KeyPair::generate_for(alg).unwrap(),
+            &root,
+        )
+        .unwrap();
+        let leaf_key = KeyPair::generate_for(alg).unwrap();
+        let mut leaf = CertificateParams::new(vec!["leaf.example".to_owned()]).unwrap();
+        leaf.use_authority_key_identifier_extension = true;
+        let leaf = leaf.signed_by(&leaf_key, &intermediate).unwrap();
+        (
+            vec![
+                leaf.der().to_vec(),
+                intermediate.der().to_vec(),
+                root.der().to_vec(),
+            ],
+            leaf_key.serialize_der(),
+        )
     }
 
     /// p12-keystore, an independent reader, opens it with the password (verifying the
