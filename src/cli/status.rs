@@ -58,7 +58,7 @@ pub fn rows(settings: &akv_sync_config::Settings) -> Vec<Row> {
             let not_after = file.as_deref().and_then(leaf_not_after);
             let custom_link = c.custom_link_path();
             Row {
-                certificate: c.id(),
+                certificate: c.secret_id(),
                 installed: version.is_some() && not_after.is_some(),
                 link,
                 version,

@@ -275,7 +275,7 @@ impl Hooks {
                 let mut batch_done = Vec::new();
                 for i in &batch {
                     if let Some(spec) = &i.cert.hook {
-                        let what = i.cert.id();
+                        let what = i.cert.secret_id();
                         let key = format!("{what} {}", i.cert.store.display());
                         let (done, waited) = oneshot::channel();
                         batch_done.push(waited);
