@@ -145,11 +145,10 @@ impl Daemon {
                             continue;
                         }
                     };
-                    let agent_wide_changed = new.identity != settings.identity
-                        || new.acl_enabled != settings.acl_enabled
-                        || new.agent != settings.agent
-                        || new.polling_interval != settings.polling_interval
-                        || new.require_initial_sync != settings.require_initial_sync;
+                    if new.logging != settings.logging {
+                        warn!("loggingSettings changed: the log sinks are set up at start; restart the agent to apply them");
+                    }
+                    let agent_wide_changed = AgentWide::of(&new) != AgentWide::of(&settings);
                     if agent_wide_changed {
                         warn!("identity or agent-wide settings changed: restarting every watcher");
                         self.stop(running).await;
@@ -175,5 +174,45 @@ impl Daemon {
         }
         info!("stopped");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The settings every watcher shares: a change in any of them restarts every watcher (a
+/// change in `certificates` alone is applied watcher by watcher). Every field of [`Settings`]
+/// is named here, so a new one is a compile error until someone decides which kind it is.
+#[derive(PartialEq)]
+struct AgentWide<'a> {
+    schema: akv_sync_config::Schema,
+    polling_interval: std::time::Duration,
+    require_initial_sync: bool,
+    acl_enabled: bool,
+    identity: &'a akv_sync_config::Identity,
+    agent: &'a akv_sync_config::AgentSettings,
+}
+
+impl<'a> AgentWide<'a> {
+    fn of(s: &'a Settings) -> Self {
+        let Settings {
+            // Where the settings sat in the file: no effect on the agent.
+            wrapper: _,
+            schema,
+            polling_interval,
+            require_initial_sync,
+            acl_enabled,
+            // Applied watcher by watcher (`Agent::reload`).
+            certificates: _,
+            identity,
+            // Set up once at start (see the warning in `run`).
+            logging: _,
+            agent,
+        } = s;
+        AgentWide {
+            schema: *schema,
+            polling_interval: *polling_interval,
+            require_initial_sync: *require_initial_sync,
+            acl_enabled: *acl_enabled,
+            identity,
+            agent,
+        }
     }
 }
