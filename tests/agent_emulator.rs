@@ -412,3 +412,78 @@ async fn an_arc_machine_gets_its_token_through_the_key_file_challenge() {
     assert!(std::fs::read_link(store.join("alpha.web")).is_ok());
     agent.shutdown().await;
 }
+
+/// `msiClientId` holding a user-assigned identity's resource id: the agent asks IMDS with
+/// `msi_res_id` (IMDS here knows the identity by resource id only and the VM has no
+/// system-assigned identity) and installs the certificate.
+#[tokio::test]
+async fn a_resource_id_in_msi_client_id_is_sent_as_msi_res_id() {
+    const RESOURCE_ID: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-web/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-web";
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = akv_sync_emulator::start(akv_sync_emulator::EmulatorOptions {
+        state_dir: dir.path().join("emulator"),
+        system_assigned: false,
+        user_assigned: vec![RESOURCE_ID.to_owned()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let control = emulator.control();
+    control
+        .create_certificate(
+            "alpha",
+            "web",
+            ec(akv_sync_emulator::generator::Format::Pem, 2),
+        )
+        .unwrap();
+    let store = dir.path().join("store");
+    let text = serde_json::json!({
+        "secretsManagementSettings": {
+            "requireInitialSync": true,
+            "observedCertificates": [{ "url": url("alpha", "web"), "certificateStoreLocation": store.display().to_string() }]
+        },
+        "authenticationSettings": {
+            "msiEndpoint": "http://169.254.169.254/metadata/identity",
+            "msiClientId": RESOURCE_ID
+        }
+    })
+    .to_string();
+    let parsed = akv_sync_config::parse(&text).unwrap();
+    assert_eq!(
+        parsed
+            .warnings
+            .iter()
+            .map(|w| w.path.as_str())
+            .collect::<Vec<_>>(),
+        ["authenticationSettings.msiClientId"]
+    );
+    let settings = parsed.settings;
+    let (probe, _events) = probe();
+    let net = akv_sync::azure::net::net_for_emulator(emulator.vault_addr, &emulator.ca_pem);
+    let ports = akv_sync::cli::ports::ports_with(
+        &settings,
+        &net,
+        Some(emulator.imds_endpoint.clone()),
+        probe.status.clone(),
+        probe.observer.clone(),
+    )
+    .unwrap();
+    let agent = akv_sync_actors::Agent::start(&settings, ports);
+    wait_state(&agent, State::Success).await;
+    // Only a request with `msi_res_id` gets a token for this identity.
+    let counters = control.counters();
+    assert_eq!(
+        counters.tokens_for(&IdentityRef::UserAssignedByResourceId {
+            resource_id: RESOURCE_ID.to_owned()
+        }),
+        1
+    );
+    assert_eq!(counters.tokens_for(&IdentityRef::SystemAssigned), 0);
+    let version = control.current_version("alpha", "web").unwrap();
+    let stem = akv_sync_config::layout::stem("alpha", "web");
+    assert_eq!(
+        std::fs::read_link(store.join(&stem)).unwrap(),
+        std::path::Path::new(&akv_sync_config::layout::version_file(&stem, &version))
+    );
+    agent.shutdown().await;
+}

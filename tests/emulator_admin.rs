@@ -136,6 +136,25 @@ async fn admin_api_drives_every_control_operation() {
     assert_eq!(admin(&h, "POST", "identities", Some(id)).await.0, 204);
     h.imds_token(PUBLIC, Some("12121212-3434-5656-7878-909090909090"))
         .await;
+    // One known by resource id only (asked for with `msi_res_id`); one of the two, not both.
+    let resource = "/subscriptions/12121212-3434-5656-7878-909090909090/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-admin";
+    let id = json!({"resourceId": resource});
+    assert_eq!(admin(&h, "POST", "identities", Some(id)).await.0, 204);
+    let both = json!({"clientId": "12121212-3434-5656-7878-909090909090", "resourceId": resource});
+    assert_eq!(admin(&h, "POST", "identities", Some(both)).await.0, 400);
+    let resp = h
+        .http
+        .get(format!("{}/oauth2/token", h.emu.imds_endpoint))
+        .query(&[
+            ("api-version", "2018-02-01"),
+            ("resource", PUBLIC),
+            ("msi_res_id", resource),
+        ])
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     assert_eq!(
         admin(&h, "PUT", "token-lifetime", Some(json!({"seconds": 120})))
             .await

@@ -133,6 +133,73 @@ async fn user_assigned_identity_is_chosen_by_client_id_and_unknown_ids_are_not_f
     assert_eq!(counters.tokens_for(&IdentityRef::SystemAssigned), 0);
 }
 
+const USER_RESOURCE: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-web/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-web";
+
+/// `GET …/oauth2/token` with `Metadata: true` and these query pairs; (status, body).
+async fn imds_get(
+    h: &emulator_support::Harness,
+    pairs: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let resp = h
+        .http
+        .get(format!("{}/oauth2/token", h.emu.imds_endpoint))
+        .query(&[("api-version", "2018-02-01"), ("resource", PUBLIC)])
+        .query(pairs)
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), body(resp).await)
+}
+
+#[tokio::test]
+async fn user_assigned_identity_known_by_resource_id_is_chosen_by_msi_res_id_only() {
+    let h = start_with(EmulatorOptions {
+        system_assigned: false,
+        user_assigned: vec![USER_RESOURCE.into()],
+        ..EmulatorOptions::default()
+    })
+    .await;
+    // `msi_res_id` (URL-encoded by the query builder), in any case, and its alias `mi_res_id`.
+    let (status, _) = imds_get(&h, &[("msi_res_id", USER_RESOURCE)]).await;
+    assert_eq!(status, 200);
+    let lower = USER_RESOURCE.to_ascii_lowercase();
+    let (status, _) = imds_get(&h, &[("mi_res_id", lower.as_str())]).await;
+    assert_eq!(status, 200);
+    // Another resource id, a client id, or both selectors: refused.
+    let other = USER_RESOURCE.replace("id-web", "id-api");
+    let (status, b) = imds_get(&h, &[("msi_res_id", other.as_str())]).await;
+    assert_eq!(
+        (status, b["error_description"].as_str()),
+        (400, Some("Identity not found"))
+    );
+    let (status, b) = imds_get(&h, &[("client_id", USER)]).await;
+    assert_eq!(
+        (status, b["error_description"].as_str()),
+        (400, Some("Identity not found"))
+    );
+    let (status, b) = imds_get(&h, &[("client_id", USER), ("msi_res_id", USER_RESOURCE)]).await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    let counters = h.emu.control().counters();
+    assert_eq!(
+        counters.tokens_for(&IdentityRef::UserAssignedByResourceId {
+            resource_id: USER_RESOURCE.into()
+        }),
+        2
+    );
+    assert_eq!(counters.tokens_for(&IdentityRef::SystemAssigned), 0);
+
+    // One added at run time is known by resource id too.
+    let added = USER_RESOURCE.replace("id-web", "id-added");
+    h.emu.control().add_user_assigned_resource(&added);
+    let (status, _) = imds_get(&h, &[("msi_res_id", added.as_str())]).await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn vm_without_a_system_identity_answers_identity_not_found() {
     let h = start_with(EmulatorOptions {

@@ -60,6 +60,7 @@ fn identity_kind(i: &Identity) -> &'static str {
     match i {
         Identity::SystemAssigned { .. } => "SystemAssigned",
         Identity::UserAssigned { .. } => "UserAssigned",
+        Identity::UserAssignedByResourceId { .. } => "UserAssignedByResourceId",
         Identity::Arc { .. } => "Arc",
     }
 }
@@ -176,7 +177,7 @@ fn the_corpus_covers_at_least_40_files_and_the_documentation_examples() {
         "JsonInString",
         "EscapedQuotes",
         "MisplacedAuthenticationSettings",
-        "ClientIdIsResourceId",
+        "BadResourceId",
         "BadClientId",
         "CertificatesPath",
         "NotHttps",

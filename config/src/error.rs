@@ -23,8 +23,9 @@ pub enum ErrorKind {
     Missing,
     /// `authenticationSettings` inside `secretsManagementSettings`, or outside `settings` of an ARM resource.
     MisplacedAuthenticationSettings,
-    /// `msiClientId` holds a resource id instead of a client id.
-    ClientIdIsResourceId,
+    /// `msiClientId` holds a resource id that is not one of a user-assigned identity
+    /// (`/subscriptions/<GUID>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`).
+    BadResourceId,
     /// `msiClientId` is not a GUID.
     BadClientId,
     /// `msiEndpoint` is not an http(s) URL.

@@ -216,6 +216,13 @@ pub enum Identity {
     SystemAssigned { endpoint: String },
     /// A user-assigned identity, by client id.
     UserAssigned { endpoint: String, client_id: String },
+    /// A user-assigned identity, by its resource id
+    /// (`/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/NAME`),
+    /// asked of IMDS as `msi_res_id`.
+    UserAssignedByResourceId {
+        endpoint: String,
+        resource_id: String,
+    },
     /// Azure Arc's HIMDS (`localhost:40342`), with its key-file challenge.
     Arc { endpoint: String },
 }
@@ -226,6 +233,7 @@ impl Identity {
         match self {
             Identity::SystemAssigned { endpoint }
             | Identity::UserAssigned { endpoint, .. }
+            | Identity::UserAssignedByResourceId { endpoint, .. }
             | Identity::Arc { endpoint } => endpoint,
         }
     }

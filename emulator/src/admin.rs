@@ -68,7 +68,10 @@ struct RawSecret {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewIdentity {
-    client_id: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    resource_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,7 +127,22 @@ async fn route(
             no_content()
         }
         ("POST", ["identities"]) => {
-            control.add_user_assigned_identity(&parse::<NewIdentity>(body)?.client_id);
+            match parse::<NewIdentity>(body)? {
+                NewIdentity {
+                    client_id: Some(id),
+                    resource_id: None,
+                } => control.add_user_assigned_identity(&id),
+                NewIdentity {
+                    client_id: None,
+                    resource_id: Some(id),
+                } => control.add_user_assigned_resource(&id),
+                _ => {
+                    return Err(fail(
+                        StatusCode::BAD_REQUEST,
+                        "give exactly one of clientId and resourceId",
+                    ));
+                }
+            }
             no_content()
         }
         ("POST", ["tokens", "expire"]) => {

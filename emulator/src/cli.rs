@@ -48,8 +48,10 @@ pub struct Args {
     /// (HIMDS itself uses /var/opt/azcmagent/tokens).
     #[arg(long, value_name = "DIR")]
     pub arc_token_dir: Option<PathBuf>,
-    /// Client id of a user-assigned identity IMDS knows (repeatable).
-    #[arg(long = "user-assigned", value_name = "CLIENT_ID")]
+    /// A user-assigned identity IMDS knows (repeatable): its client id (asked for with
+    /// `client_id=`), or its resource id `/subscriptions/…/userAssignedIdentities/NAME` (asked
+    /// for with `msi_res_id=` only).
+    #[arg(long = "user-assigned", value_name = "CLIENT_ID|RESOURCE_ID")]
     pub user_assigned: Vec<String>,
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 86400)]

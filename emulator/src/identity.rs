@@ -137,48 +137,72 @@ fn issue(shared: &Shared, server: Server, identity: IdentityRef, resource: &str)
     Reply::json(StatusCode::OK, &body)
 }
 
-/// `GET /metadata/identity/oauth2/token?api-version=…&resource=…[&client_id=…]`.
+/// `GET /metadata/identity/oauth2/token?api-version=…&resource=…[&client_id=…|&msi_res_id=…]`
+/// (`mi_res_id` is IMDS's other name for `msi_res_id`).
 pub(crate) fn imds(shared: &Shared, req: &Request<Incoming>) -> Reply {
     let resource = match common_checks(req) {
         Ok(r) => r,
         Err(reply) => return reply,
     };
     let q = req.uri().query();
-    if query(q, "object_id").is_some()
-        || query(q, "msi_res_id").is_some()
-        || query(q, "mi_res_id").is_some()
-    {
-        // The emulator knows identities by client id only.
+    let client_id = query(q, "client_id").map(percent_decode);
+    let resource_id = query(q, "msi_res_id")
+        .or_else(|| query(q, "mi_res_id"))
+        .map(percent_decode);
+    if query(q, "object_id").is_some() {
+        // The emulator knows identities by client id or resource id only.
         return not_found_identity();
     }
     let identity = {
         let inner = shared.lock();
-        match query(q, "client_id").map(percent_decode) {
-            Some(id) => {
+        match (client_id, resource_id) {
+            (Some(_), Some(_)) => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Only one of client_id, object_id or msi_res_id may be specified",
+                );
+            }
+            (Some(id), None) => {
                 if !inner.user_assigned.contains(&id.to_ascii_lowercase()) {
                     return not_found_identity();
                 }
                 IdentityRef::UserAssigned { client_id: id }
             }
-            None if inner.system_assigned => IdentityRef::SystemAssigned,
-            None => match inner.user_assigned.len() {
-                1 => IdentityRef::UserAssigned {
-                    client_id: inner
-                        .user_assigned
-                        .iter()
-                        .next()
-                        .cloned()
-                        .unwrap_or_default(),
-                },
-                0 => return not_found_identity(),
-                _ => {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
-                    );
+            (None, Some(id)) => {
+                if !inner
+                    .user_assigned_resources
+                    .contains(&id.to_ascii_lowercase())
+                {
+                    return not_found_identity();
                 }
-            },
+                IdentityRef::UserAssignedByResourceId { resource_id: id }
+            }
+            (None, None) if inner.system_assigned => IdentityRef::SystemAssigned,
+            (None, None) => {
+                let mut users = inner
+                    .user_assigned
+                    .iter()
+                    .map(|id| IdentityRef::UserAssigned {
+                        client_id: id.clone(),
+                    })
+                    .chain(inner.user_assigned_resources.iter().map(|id| {
+                        IdentityRef::UserAssignedByResourceId {
+                            resource_id: id.clone(),
+                        }
+                    }));
+                match (users.next(), users.next()) {
+                    (Some(only), None) => only,
+                    (None, _) => return not_found_identity(),
+                    (Some(_), Some(_)) => {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request",
+                            "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
+                        );
+                    }
+                }
+            }
         }
     };
     issue(shared, Server::Imds, identity, &resource)

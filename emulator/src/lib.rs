@@ -76,7 +76,9 @@ pub struct EmulatorOptions {
     pub tenant: String,
     /// Whether IMDS has a system-assigned identity (requests without `client_id`).
     pub system_assigned: bool,
-    /// Client ids of the user-assigned identities IMDS knows.
+    /// The user-assigned identities IMDS knows: client ids (asked for with `client_id`), and
+    /// resource ids starting with `/subscriptions/` (asked for with `msi_res_id`; an identity
+    /// given by resource id is known by that only).
     pub user_assigned: Vec<String>,
     /// Lifetime of issued tokens.
     pub token_lifetime: Duration,

@@ -36,6 +36,10 @@ pub enum IdentityRef {
     /// A user-assigned identity, by client id (IMDS `client_id=`). Compared case-insensitively.
     #[serde(rename_all = "camelCase")]
     UserAssigned { client_id: String },
+    /// A user-assigned identity known by its resource id only (IMDS `msi_res_id=` or
+    /// `mi_res_id=`). Compared case-insensitively, as Azure compares resource ids.
+    #[serde(rename_all = "camelCase")]
+    UserAssignedByResourceId { resource_id: String },
     /// The Azure Arc machine's identity (HIMDS).
     Arc,
 }
@@ -46,6 +50,11 @@ impl IdentityRef {
             IdentityRef::UserAssigned { client_id } => IdentityRef::UserAssigned {
                 client_id: client_id.to_ascii_lowercase(),
             },
+            IdentityRef::UserAssignedByResourceId { resource_id } => {
+                IdentityRef::UserAssignedByResourceId {
+                    resource_id: resource_id.to_ascii_lowercase(),
+                }
+            }
             other => other.clone(),
         }
     }
@@ -71,9 +80,17 @@ impl fmt::Display for IdentityRef {
             IdentityRef::UserAssigned { client_id } => {
                 write!(f, "user:{}", client_id.to_ascii_lowercase())
             }
+            IdentityRef::UserAssignedByResourceId { resource_id } => {
+                write!(f, "user-resource:{}", resource_id.to_ascii_lowercase())
+            }
             IdentityRef::Arc => f.write_str("arc"),
         }
     }
+}
+
+/// Whether a `--user-assigned` value is a resource id (`/subscriptions/…`) rather than a client id.
+pub fn is_resource_id(s: &str) -> bool {
+    s.starts_with('/')
 }
 
 /// A stable GUID-shaped id derived from `seed`.
@@ -330,7 +347,10 @@ pub(crate) struct Inner {
     pub vaults: HashMap<String, VaultData>,
     pub revoked: HashSet<(String, IdentityRef)>,
     pub system_assigned: bool,
+    /// Client ids (lowercase) of the user-assigned identities IMDS knows.
     pub user_assigned: std::collections::BTreeSet<String>,
+    /// Resource ids (lowercase) of the user-assigned identities IMDS knows by resource id.
+    pub user_assigned_resources: std::collections::BTreeSet<String>,
     pub tokens: HashMap<String, TokenInfo>,
     /// Outstanding Arc challenge secrets → the key file holding each.
     pub arc_keys: HashMap<String, PathBuf>,
@@ -371,6 +391,12 @@ impl Shared {
                 system_assigned,
                 user_assigned: user_assigned
                     .iter()
+                    .filter(|c| !is_resource_id(c))
+                    .map(|c| c.to_ascii_lowercase())
+                    .collect(),
+                user_assigned_resources: user_assigned
+                    .iter()
+                    .filter(|c| is_resource_id(c))
                     .map(|c| c.to_ascii_lowercase())
                     .collect(),
                 tokens: HashMap::new(),
@@ -624,12 +650,21 @@ impl Control {
         self.shared.lock().revoked.insert(key);
     }
 
-    /// Make a user-assigned identity known to IMDS.
+    /// Make a user-assigned identity known to IMDS by its client id.
     pub fn add_user_assigned_identity(&self, client_id: &str) {
         self.shared
             .lock()
             .user_assigned
             .insert(client_id.to_ascii_lowercase());
+    }
+
+    /// Make a user-assigned identity known to IMDS by its resource id only
+    /// (`/subscriptions/…/userAssignedIdentities/NAME`, asked for with `msi_res_id`).
+    pub fn add_user_assigned_resource(&self, resource_id: &str) {
+        self.shared
+            .lock()
+            .user_assigned_resources
+            .insert(resource_id.to_ascii_lowercase());
     }
 
     /// Tokens issued from now on live this long (IMDS's default is 24 hours).

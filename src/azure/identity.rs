@@ -1,7 +1,8 @@
 //! Managed identity: tokens from IMDS (Azure VMs) or from Azure Arc's HIMDS (SPEC §2.1).
 //!
 //! - IMDS: `GET {endpoint}/oauth2/token?api-version=2018-02-01&resource=…[&client_id=…]` with
-//!   `Metadata: true`. 404, 410, 429 and 5xx are retried with exponential backoff for about
+//!   `Metadata: true`; a user-assigned identity named by its resource id is asked for with
+//!   `&msi_res_id=…` (URL-encoded) instead of `client_id`. 404, 410, 429 and 5xx are retried with exponential backoff for about
 //!   70 s (IMDS asks callers to keep retrying 410 that long while it starts).
 //! - Arc: the first request is answered 401 with `WWW-Authenticate: Basic realm=<key file>`;
 //!   the key file must lie in `/var/opt/azcmagent/tokens/`, end in `.key` and hold at most
@@ -42,8 +43,30 @@ pub struct IdentityClient {
 }
 
 enum Kind {
-    Imds { client_id: Option<String> },
+    /// `None`: the system-assigned identity.
+    Imds {
+        user: Option<UserAssigned>,
+    },
     Arc,
+}
+
+/// How a user-assigned identity is named to IMDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAssigned {
+    /// `client_id=<GUID>`
+    ClientId(String),
+    /// `msi_res_id=/subscriptions/…/userAssignedIdentities/NAME`
+    ResourceId(String),
+}
+
+impl UserAssigned {
+    /// The IMDS query parameter and its value.
+    pub fn query(&self) -> (&'static str, &str) {
+        match self {
+            UserAssigned::ClientId(id) => ("client_id", id),
+            UserAssigned::ResourceId(id) => ("msi_res_id", id),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -89,7 +112,7 @@ impl IdentityClient {
     ) -> Self {
         let (kind, endpoint) = match identity {
             Identity::SystemAssigned { endpoint: e } => (
-                Kind::Imds { client_id: None },
+                Kind::Imds { user: None },
                 endpoint.unwrap_or_else(|| e.clone()),
             ),
             Identity::UserAssigned {
@@ -97,7 +120,16 @@ impl IdentityClient {
                 client_id,
             } => (
                 Kind::Imds {
-                    client_id: Some(client_id.clone()),
+                    user: Some(UserAssigned::ClientId(client_id.clone())),
+                },
+                endpoint.unwrap_or_else(|| e.clone()),
+            ),
+            Identity::UserAssignedByResourceId {
+                endpoint: e,
+                resource_id,
+            } => (
+                Kind::Imds {
+                    user: Some(UserAssigned::ResourceId(resource_id.clone())),
                 },
                 endpoint.unwrap_or_else(|| e.clone()),
             ),
@@ -146,11 +178,11 @@ impl IdentityClient {
     async fn imds(
         &self,
         audience: &str,
-        client_id: Option<&str>,
+        user: Option<&UserAssigned>,
     ) -> Result<FetchedToken, SourceError> {
         let mut query = vec![("api-version", "2018-02-01"), ("resource", audience)];
-        if let Some(id) = client_id {
-            query.push(("client_id", id));
+        if let Some(user) = user {
+            query.push(user.query());
         }
         let mut waits = IMDS_RETRY_WAITS.iter();
         loop {
@@ -163,7 +195,7 @@ impl IdentityClient {
                 )
                 .await;
             let err = match sent {
-                Ok(resp) => match answer(resp, &self.endpoint, client_id).await {
+                Ok(resp) => match answer(resp, &self.endpoint, user).await {
                     Ok(token) => return Ok(token),
                     Err(e) => e,
                 },
@@ -246,7 +278,7 @@ impl IdentityClient {
 impl TokenSource for IdentityClient {
     async fn fetch(&self, audience: &str) -> Result<FetchedToken, SourceError> {
         match &self.kind {
-            Kind::Imds { client_id } => self.imds(audience, client_id.as_deref()).await,
+            Kind::Imds { user } => self.imds(audience, user.as_ref()).await,
             Kind::Arc => self.arc(audience).await,
         }
     }
@@ -261,7 +293,7 @@ pub fn normalise_endpoint(endpoint: &str) -> String {
 async fn answer(
     resp: reqwest::Response,
     endpoint: &str,
-    client_id: Option<&str>,
+    user: Option<&UserAssigned>,
 ) -> Result<FetchedToken, SourceError> {
     let status = resp.status();
     if status.is_redirection() {
@@ -304,9 +336,12 @@ async fn answer(
     let (class, message) = match status.as_u16() {
         400 if detail.contains("Identity not found") => (
             ErrorClass::Permanent,
-            match client_id {
-                Some(id) => format!(
+            match user {
+                Some(UserAssigned::ClientId(id)) => format!(
                     "the identity endpoint does not know the user-assigned identity with client id {id}: assign it to this VM, or fix msiClientId ({detail})"
+                ),
+                Some(UserAssigned::ResourceId(id)) => format!(
+                    "the identity endpoint does not know the user-assigned identity with resource id {id} (sent as msi_res_id): assign it to this VM, or fix msiClientId ({detail})"
                 ),
                 None => format!(
                     "this VM has no system-assigned identity; enable it, or set msiClientId to a user-assigned identity ({detail})"

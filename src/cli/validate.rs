@@ -149,6 +149,9 @@ pub struct IdentityOut {
     pub kind: &'static str,
     pub endpoint: String,
     pub client_id: Option<String>,
+    /// A user-assigned identity named by its resource id (sent to IMDS as `msi_res_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -352,6 +355,7 @@ impl Report {
                 kind: "systemAssigned",
                 endpoint: endpoint.clone(),
                 client_id: None,
+                resource_id: None,
             },
             Identity::UserAssigned {
                 endpoint,
@@ -360,11 +364,22 @@ impl Report {
                 kind: "userAssigned",
                 endpoint: endpoint.clone(),
                 client_id: Some(client_id.clone()),
+                resource_id: None,
+            },
+            Identity::UserAssignedByResourceId {
+                endpoint,
+                resource_id,
+            } => IdentityOut {
+                kind: "userAssigned",
+                endpoint: endpoint.clone(),
+                client_id: None,
+                resource_id: Some(resource_id.clone()),
             },
             Identity::Arc { endpoint } => IdentityOut {
                 kind: "arc",
                 endpoint: endpoint.clone(),
                 client_id: None,
+                resource_id: None,
             },
         });
         self.polling_interval_in_s = Some(s.polling_interval.as_secs());
@@ -485,13 +500,18 @@ fn write_plan(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         r.schema.unwrap_or("?")
     )?;
     if let Some(id) = &r.identity {
-        match &id.client_id {
-            Some(client) => writeln!(
+        match (&id.client_id, &id.resource_id) {
+            (Some(client), _) => writeln!(
                 out,
                 "identity: {} (client id {client}) via {}",
                 id.kind, id.endpoint
             )?,
-            None => writeln!(out, "identity: {} via {}", id.kind, id.endpoint)?,
+            (None, Some(resource)) => writeln!(
+                out,
+                "identity: {} (resource id {resource}, sent as msi_res_id) via {}",
+                id.kind, id.endpoint
+            )?,
+            (None, None) => writeln!(out, "identity: {} via {}", id.kind, id.endpoint)?,
         }
     }
     writeln!(

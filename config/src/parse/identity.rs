@@ -68,7 +68,7 @@ pub(super) fn authentication(v: Option<&Value>, path: &str, cx: &mut Cx) -> Opti
                 ErrorKind::WrongType,
                 &client_path,
                 format!(
-                    "found {}; expected the client id (a GUID) of a user-assigned identity",
+                    "found {}; expected the client id (a GUID) of a user-assigned identity, or its resource id",
                     describe(other)
                 ),
             );
@@ -88,20 +88,14 @@ pub(super) fn authentication(v: Option<&Value>, path: &str, cx: &mut Cx) -> Opti
             }
             Identity::Arc { endpoint }
         }
-        (Some((endpoint, false)), Some(client_id)) => Identity::UserAssigned {
-            endpoint,
-            client_id,
-        },
+        (Some((endpoint, false)), Some(user)) => user_assigned(endpoint, user),
         (Some((endpoint, false)), None) => Identity::SystemAssigned { endpoint },
-        (None, Some(client_id)) => {
+        (None, Some(user)) => {
             cx.warn(
                 &endpoint_path,
                 format!("absent although `msiClientId` is set (the documentation requires both); \"{DEFAULT_IMDS_ENDPOINT}\" is used"),
             );
-            Identity::UserAssigned {
-                endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
-                client_id,
-            }
+            user_assigned(DEFAULT_IMDS_ENDPOINT.to_owned(), user)
         }
         (None, None) => Identity::SystemAssigned {
             endpoint: DEFAULT_IMDS_ENDPOINT.to_owned(),
@@ -110,18 +104,48 @@ pub(super) fn authentication(v: Option<&Value>, path: &str, cx: &mut Cx) -> Opti
     Some(identity)
 }
 
-fn client_id(s: &str, path: &str, cx: &mut Cx) -> Option<String> {
+fn user_assigned(endpoint: String, user: UserIdentity) -> Identity {
+    match user {
+        UserIdentity::ClientId(client_id) => Identity::UserAssigned {
+            endpoint,
+            client_id,
+        },
+        UserIdentity::ResourceId(resource_id) => Identity::UserAssignedByResourceId {
+            endpoint,
+            resource_id,
+        },
+    }
+}
+
+/// What `msiClientId` names a user-assigned identity by.
+enum UserIdentity {
+    ClientId(String),
+    ResourceId(String),
+}
+
+fn client_id(s: &str, path: &str, cx: &mut Cx) -> Option<UserIdentity> {
     let found = quote(s);
     let lower = s.to_ascii_lowercase();
-    if lower.starts_with("/subscriptions/") || lower.contains("/userassignedidentities/") {
-        cx.err(
-            ErrorKind::ClientIdIsResourceId,
-            path,
-            format!(
-                "found the resource id {found}; expected the identity's client id, a GUID such as \"00001111-aaaa-2222-bbbb-3333cccc4444\". Get it with: az identity show --ids '{s}' --query clientId --output tsv"
-            ),
-        );
-        None
+    if lower.starts_with("/subscriptions/")
+        || lower.contains("/providers/")
+        || lower.contains("userassignedidentities")
+    {
+        if is_user_assigned_resource_id(s) {
+            cx.warn(
+                path,
+                "holds the identity's resource id, not its client id: it is sent to IMDS as `msi_res_id` (the original extension expects the client id, a GUID: az identity show --ids '<resource id>' --query clientId --output tsv)",
+            );
+            Some(UserIdentity::ResourceId(s.to_owned()))
+        } else {
+            cx.err(
+                ErrorKind::BadResourceId,
+                path,
+                format!(
+                    "found {found}, which is not the resource id of a user-assigned identity; expected the identity's client id, a GUID such as \"00001111-aaaa-2222-bbbb-3333cccc4444\", or its resource id \"/subscriptions/<subscription GUID>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>\" (az identity show --name <identity> --resource-group <group> --query id)"
+                ),
+            );
+            None
+        }
     } else if is_placeholder(s) {
         cx.err(
             ErrorKind::Placeholder,
@@ -141,8 +165,48 @@ fn client_id(s: &str, path: &str, cx: &mut Cx) -> Option<String> {
         );
         None
     } else {
-        Some(s.to_owned())
+        Some(UserIdentity::ClientId(s.to_owned()))
     }
+}
+
+/// `/subscriptions/<GUID>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
+/// the fixed parts in any case (Azure compares resource ids case-insensitively). A group is 1 to
+/// 90 letters, digits, `_`, `(`, `)`, `-`, `.`, not ending in `.`; a name is 3 to 128 letters,
+/// digits, `-` and `_`, starting with a letter or digit.
+fn is_user_assigned_resource_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    let [
+        "",
+        subscriptions,
+        subscription,
+        resource_groups,
+        group,
+        providers,
+        namespace,
+        kind,
+        name,
+    ] = parts.as_slice()
+    else {
+        return false;
+    };
+    let group_ok = (1..=90).contains(&group.chars().count())
+        && !group.ends_with('.')
+        && group
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_()-.".contains(c));
+    let name_ok = (3..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    subscriptions.eq_ignore_ascii_case("subscriptions")
+        && is_guid(subscription)
+        && resource_groups.eq_ignore_ascii_case("resourceGroups")
+        && group_ok
+        && providers.eq_ignore_ascii_case("providers")
+        && namespace.eq_ignore_ascii_case("Microsoft.ManagedIdentity")
+        && kind.eq_ignore_ascii_case("userAssignedIdentities")
+        && name_ok
 }
 
 pub(super) fn logging(

@@ -280,18 +280,74 @@ fn with_auth(auth: &str) -> String {
     )
 }
 
+const RESOURCE_ID: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-web/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-web";
+
 #[test]
-fn a_resource_id_as_client_id_is_explained() {
-    let text = with_auth(
-        r#"{"msiEndpoint": "http://169.254.169.254/metadata/identity", "msiClientId": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1"}"#,
+fn a_resource_id_as_client_id_is_accepted_with_a_warning() {
+    let p = ok(&with_auth(&format!(
+        r#"{{"msiEndpoint": "http://169.254.169.254/metadata/identity", "msiClientId": "{RESOURCE_ID}"}}"#
+    )));
+    assert_eq!(
+        p.settings.identity,
+        Identity::UserAssignedByResourceId {
+            endpoint: "http://169.254.169.254/metadata/identity".into(),
+            resource_id: RESOURCE_ID.into()
+        }
     );
     assert_eq!(
-        one_error(&text),
-        (
-            ErrorKind::ClientIdIsResourceId,
-            "authenticationSettings.msiClientId".into()
-        )
+        warning_paths(&p),
+        vec!["authenticationSettings.msiClientId"]
     );
+    // Resource ids are case-insensitive, as Azure treats them; kept as written.
+    let lower = RESOURCE_ID.to_ascii_lowercase();
+    let p = ok(&with_auth(&format!(r#"{{"msiClientId": "{lower}"}}"#)));
+    assert_eq!(
+        p.settings.identity,
+        Identity::UserAssignedByResourceId {
+            endpoint: DEFAULT_IMDS_ENDPOINT.into(),
+            resource_id: lower
+        }
+    );
+}
+
+#[test]
+fn a_resource_id_that_is_not_a_user_assigned_identity_is_refused() {
+    let identity = "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/";
+    for bad in [
+        // the subscription is not a GUID
+        format!("/subscriptions/0000/resourceGroups/rg{identity}id1"),
+        // another kind of resource
+        "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1".to_owned(),
+        // no name, a name with a space, a name too short, a query, one segment too many
+        format!("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg{identity}"),
+        format!("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg{identity}id web"),
+        format!("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg{identity}i"),
+        format!("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg{identity}id?x=1"),
+        format!("/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg{identity}id/extra"),
+        // no resource group
+        format!("/subscriptions/00000000-1111-2222-3333-444444444444{identity}id1"),
+        // not starting at /subscriptions/
+        format!("subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg{identity}id1"),
+    ] {
+        let text = with_auth(&format!(r#"{{"msiClientId": "{bad}"}}"#));
+        assert_eq!(
+            one_error(&text),
+            (
+                ErrorKind::BadResourceId,
+                "authenticationSettings.msiClientId".into()
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_resource_id_on_arc_is_ignored_with_a_warning() {
+    let p = ok(&with_auth(&format!(
+        r#"{{"msiEndpoint": "http://localhost:40342/metadata/identity", "msiClientId": "{RESOURCE_ID}"}}"#
+    )));
+    assert!(matches!(p.settings.identity, Identity::Arc { .. }));
+    assert!(warning_paths(&p).contains(&"authenticationSettings.msiClientId"));
 }
 
 #[test]
