@@ -568,3 +568,26 @@ fn a_certificate_near_expiry_with_nothing_newer_raises_a_warning_and_a_metric() 
     );
     d.stop();
 }
+
+#[test]
+fn a_metrics_address_in_use_does_not_stop_syncing_and_is_served_once_free() {
+    let env = Env::start();
+    create(&env, &[("alpha", "web")]);
+    let port = free_port();
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let settings = env.write_settings(
+        "s.json",
+        &[("alpha", "web")],
+        json!({}),
+        json!({ "akvSyncSettings": { "metricsAddress": format!("127.0.0.1:{port}") } }),
+    );
+    let mut d = env.run(&settings, &["--log", "info"]);
+    d.wait_message("metrics address unavailable");
+    d.wait_status("success");
+    assert!(installed(&env.store, "alpha", "web").is_some());
+    drop(blocker);
+    d.wait_message("serving /metrics");
+    assert_eq!(scrape(port, "/healthz").0, 200);
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+}

@@ -233,12 +233,13 @@ async fn demo(dir: PathBuf, once: bool) -> anyhow::Result<ExitCode> {
         _ => println!("   The rotation was not picked up within 60 s."),
     }
 
+    // Name this very binary: on a fresh clone (`cargo run -- demo`) `akv-sync` is not on PATH.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "akv-sync".to_owned());
     println!("\nTry, in another terminal:");
-    println!("   akv-sync status --settings {}", settings_path.display());
-    println!(
-        "   akv-sync validate --settings {}",
-        settings_path.display()
-    );
+    println!("   {exe} status --settings {}", settings_path.display());
+    println!("   {exe} validate --settings {}", settings_path.display());
     if !once {
         println!("\nThe agent keeps polling; press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;

@@ -77,6 +77,67 @@ pub fn rows(settings: &akv_sync_config::Settings) -> Vec<Row> {
         .collect()
 }
 
+/// The human view: a header and one aligned row per certificate (columns padded to the
+/// widest cell, so long certificate names and paths stay readable).
+pub fn table(rows: &[Row]) -> String {
+    const HEADER: [&str; 6] = [
+        "CERTIFICATE",
+        "VERSION",
+        "EXPIRES",
+        "DAYS",
+        "LINK",
+        "CUSTOM LINK",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            let custom = match (&r.custom_link, &r.custom_link_target) {
+                (Some(l), Some(t)) => format!("{} -> {t}", l.display()),
+                _ => "-".to_owned(),
+            };
+            match (&r.version, &r.not_after) {
+                (Some(v), Some(exp)) => [
+                    r.certificate.clone(),
+                    v.clone(),
+                    exp.clone(),
+                    r.days_left.unwrap_or_default().to_string(),
+                    r.link.display().to_string(),
+                    custom,
+                ],
+                _ => [
+                    r.certificate.clone(),
+                    "not installed".to_owned(),
+                    "-".to_owned(),
+                    "-".to_owned(),
+                    format!("{} (missing or unreadable)", r.link.display()),
+                    custom,
+                ],
+            }
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = HEADER.map(str::to_owned);
+    for row in std::iter::once(&header).chain(&cells) {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(c);
+            line.extend(std::iter::repeat_n(' ', w - c.chars().count()));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parsed = match load_or_exit(&args.settings) {
         Ok(p) => p,
@@ -86,31 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        for r in &rows {
-            match (&r.version, &r.not_after) {
-                (Some(v), Some(exp)) => {
-                    let mut line = format!(
-                        "{}  {v}  expires {exp} ({} days)  {} -> {}.{v}",
-                        r.certificate,
-                        r.days_left.unwrap_or_default(),
-                        r.link.display(),
-                        r.link
-                            .file_name()
-                            .map(|n| n.to_string_lossy())
-                            .unwrap_or_default()
-                    );
-                    if let (Some(l), Some(t)) = (&r.custom_link, &r.custom_link_target) {
-                        line.push_str(&format!("  {} -> {t}", l.display()));
-                    }
-                    println!("{line}");
-                }
-                _ => println!(
-                    "{}  not installed  ({} missing or unreadable)",
-                    r.certificate,
-                    r.link.display()
-                ),
-            }
-        }
+        print!("{}", table(&rows));
     }
     let missing = rows.iter().filter(|r| !r.installed).count();
     Ok(if missing == 0 {
@@ -118,4 +155,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cert: &str, version: Option<&str>) -> Row {
+        Row {
+            certificate: cert.to_owned(),
+            link: PathBuf::from(format!("/store/{cert}")),
+            installed: version.is_some(),
+            version: version.map(str::to_owned),
+            file: None,
+            not_after: version.map(|_| "2027-01-01T00:00:00Z".to_owned()),
+            days_left: version.map(|_| 28),
+            custom_link: None,
+            custom_link_target: None,
+        }
+    }
+
+    #[test]
+    fn table_has_a_header_and_aligned_columns() {
+        let rows = [
+            row("vault.a-very-long-certificate-name", Some(&"a".repeat(32))),
+            row("v.b", None),
+        ];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("CERTIFICATE"), "{text}");
+        // Every column starts at the same character offset on every line.
+        for col in ["VERSION", "EXPIRES", "DAYS", "LINK"] {
+            let at = lines[0].find(col).unwrap();
+            for l in &lines[1..] {
+                assert_eq!(&l[at - 2..at], "  ", "column {col} not aligned:\n{text}");
+                assert_ne!(&l[at..at + 1], " ", "column {col} not aligned:\n{text}");
+            }
+        }
+        assert!(lines[2].contains("not installed"), "{text}");
+    }
 }

@@ -112,18 +112,32 @@ impl Observability {
         polling_interval: Duration,
         shutdown: CancellationToken,
     ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
         let m = self.fanout.metrics.clone();
         let ready: http::Readiness = Arc::new(move || {
             let gate = gate.lock().expect("gate lock").clone();
             http::readiness(&gate, &m, polling_interval)
         });
-        Ok(tokio::spawn(http::serve(
-            listener,
-            self.fanout.metrics.clone(),
-            ready,
-            shutdown,
-        )))
+        let metrics = self.fanout.metrics.clone();
+        // An address in use (or refused) must not stop certificate syncing: keep retrying
+        // with backoff, say so in the log, and serve once the address is free.
+        Ok(tokio::spawn(async move {
+            let mut wait = Duration::from_secs(1);
+            let listener = loop {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(e) => {
+                        tracing::warn!(address = %addr, error = %e, retry_in = ?wait,
+                            "metrics address unavailable; certificates keep syncing, will retry");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(Duration::from_secs(60));
+                    }
+                }
+            };
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+            http::serve(listener, metrics, ready, shutdown).await
+        }))
     }
 }
