@@ -7,6 +7,7 @@ pub mod handler;
 pub mod once;
 pub mod ports;
 pub mod run;
+pub mod service;
 pub mod settings_file;
 pub mod status;
 pub mod validate;
