@@ -438,3 +438,109 @@ fn ec_spec_p12() -> CertSpec {
         ..CertSpec::default()
     }
 }
+
+#[test]
+fn a_new_sequence_with_invalid_settings_keeps_the_agent_on_the_last_good_one() {
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec_spec_p12())
+        .unwrap();
+    let ext = Extension::lay_out(&env);
+    let _reaper = Reaper(ext.root.clone());
+    ext.write_settings_polling(&env, 0, &["web"], "3600");
+    assert!(ext.handler(&env, "enable", Some(0)).status.success());
+    ext.wait_status(0, "success");
+    let agent = ext.pid().unwrap();
+
+    std::fs::write(ext.root.join("config/1.settings"), r#"{"runtimeSettings":[{"handlerSettings":{"publicSettings":{"secretsManagementSettings":{"observedCertificates":"https://alpha.vault.azure.net/secrets/web"}}}}]}"#).unwrap();
+    let out = ext.handler(&env, "enable", Some(1));
+    assert!(!out.status.success());
+    assert_eq!(ext.status(1).unwrap()["status"], "error");
+    assert_eq!(ext.pid(), Some(agent), "the agent keeps running");
+    assert!(alive(agent));
+    assert_eq!(
+        std::fs::read_link(ext.root.join("config/akv-sync.settings")).unwrap(),
+        Path::new("0.settings"),
+        "the agent stays on the last good settings"
+    );
+    assert_eq!(ext.status(0).unwrap()["status"], "success");
+    assert!(ext.handler(&env, "disable", Some(1)).status.success());
+    assert!(!alive(agent));
+}
+
+#[test]
+fn a_store_the_sandbox_leaves_read_only_fails_naming_the_folder_and_the_fix() {
+    // What ProtectSystem=strict does to a store folder missing from ReadWritePaths=: EROFS.
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec_spec_p12())
+        .unwrap();
+    std::fs::create_dir_all(&env.store).unwrap();
+    let mount = |opts: &str| {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&env.store)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    mount("size=1m,mode=0700");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _unmount = Unmount(env.store.clone());
+    let out = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&env.store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let settings = env.write_settings(
+        "s.json",
+        &[("alpha", "web")],
+        serde_json::json!({}),
+        serde_json::json!({}),
+    );
+    let out = env
+        .command(&[
+            "once",
+            "--settings",
+            settings.to_str().unwrap(),
+            "--attempts",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "{} is read-only for akv-sync",
+            env.store.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("ReadWritePaths="), "{text}");
+    assert!(!text.contains("Read-only file system"), "{text}");
+}
