@@ -121,6 +121,11 @@ impl Daemon {
     }
 
     async fn run(self, mut settings: Settings) -> anyhow::Result<ExitCode> {
+        // First: a SIGHUP sent as soon as the agent runs (the handler applying a new
+        // sequence) is then queued, not the default action that ends the process.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let mut running = self.start(&settings)?;
         let gate: Arc<Mutex<GateHandle>> = Arc::new(Mutex::new(running.agent.gate().clone()));
         let cancel = CancellationToken::new();
@@ -137,9 +142,6 @@ impl Daemon {
             ),
             None => None,
         };
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
