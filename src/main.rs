@@ -29,7 +29,7 @@ enum Command {
     Convert(cli::convert::Args),
     /// Show what is installed for each observed certificate: version, expiry, links.
     Status(cli::status::Args),
-    /// VM-agent handler commands (install, enable, disable, uninstall, update).
+    /// VM-agent handler commands (install, enable, disable, uninstall, update), and `sandbox`.
     Handler(cli::handler::Args),
     /// Run a local Key Vault + IMDS + Arc emulator (for tests and the demo).
     #[cfg(feature = "emulator")]

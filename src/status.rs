@@ -14,7 +14,8 @@ pub const HANDLER_NAME: &str = "Microsoft.Azure.KeyVault.KeyVaultForLinux";
 /// Writes `status/<seq>.status` in the VM agent's format, atomically (temporary file in the
 /// same folder, fsync, rename), on every change.
 pub struct VmAgentStatus {
-    path: PathBuf,
+    /// Moves to another sequence's file when the settings do ([`VmAgentStatus::retarget`]).
+    path: Mutex<PathBuf>,
     operation: String,
 }
 
@@ -111,13 +112,19 @@ impl VmAgentStatus {
     /// `status_dir/<seq>.status`; `operation` is the handler command ("Enable", …).
     pub fn new(status_dir: &Path, sequence: u64, operation: &str) -> Self {
         VmAgentStatus {
-            path: status_dir.join(format!("{sequence}.status")),
+            path: Mutex::new(status_dir.join(format!("{sequence}.status"))),
             operation: operation.to_owned(),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> PathBuf {
+        self.path.lock().expect("status path lock").clone()
+    }
+
+    /// Report to `<sequence>.status` in the same folder from now on.
+    pub fn retarget(&self, sequence: u64) {
+        let mut path = self.path.lock().expect("status path lock");
+        *path = path.with_file_name(format!("{sequence}.status"));
     }
 
     /// Render the status file's JSON.
@@ -142,12 +149,13 @@ impl VmAgentStatus {
 
     /// Write the file atomically.
     pub fn write(&self, status: &Status) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = self.path();
+        let dir = path.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile_in(dir)?;
         tmp.1
             .write_all(self.render(status, SystemTime::now()).as_bytes())?;
         tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, &self.path)?;
+        std::fs::rename(&tmp.0, &path)?;
         std::fs::File::open(dir)?.sync_all()
     }
 }
@@ -165,7 +173,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 impl StatusSink for VmAgentStatus {
     fn report(&self, status: &Status) {
         if let Err(e) = self.write(status) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot write the VM agent status file");
+            tracing::error!(path = %self.path().display(), error = %e, "cannot write the VM agent status file");
         }
     }
 }

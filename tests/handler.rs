@@ -39,12 +39,16 @@ impl Extension {
 
     /// `config/<seq>.settings` in the VM agent's own wrapper.
     fn write_settings(&self, env: &Env, seq: u64, certs: &[&str]) {
+        self.write_settings_polling(env, seq, certs, "1")
+    }
+
+    fn write_settings_polling(&self, env: &Env, seq: u64, certs: &[&str], polling: &str) {
         let observed: Vec<_> = certs
             .iter()
             .map(|n| json!({ "url": format!("https://alpha.vault.azure.net/secrets/{n}"), "certificateStoreLocation": env.store }))
             .collect();
         let file = json!({ "runtimeSettings": [ { "handlerSettings": { "publicSettings": {
-            "secretsManagementSettings": { "pollingIntervalInS": "1", "requireInitialSync": true, "observedCertificates": observed }
+            "secretsManagementSettings": { "pollingIntervalInS": polling, "requireInitialSync": true, "observedCertificates": observed }
         } } } ] });
         std::fs::write(
             self.root.join(format!("config/{seq}.settings")),
@@ -95,6 +99,35 @@ impl Extension {
         }
     }
 
+    /// Wait until `<seq>.status` is `success` with `text` in its message.
+    fn wait_message(&self, seq: u64, text: &str) -> serde_json::Value {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+        inotify
+            .add_watch(
+                &self.root.join("status"),
+                AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+            )
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(s) = self.status(seq)
+                && s["status"] == "success"
+                && s["formattedMessage"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(text))
+            {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status {seq} never said {text}: {:?}",
+                self.status(seq)
+            );
+            wait_readable(&inotify, deadline);
+            let _ = inotify.read_events();
+        }
+    }
+
     fn pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.root.join("config/akv-sync.pid"))
             .ok()?
@@ -126,20 +159,37 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Stops a detached agent left behind by a failing test.
+/// Stops a detached supervisor and agent left behind by a failing test (the supervisor
+/// first, so that it restarts nothing).
 struct Reaper(PathBuf);
 impl Drop for Reaper {
     fn drop(&mut self) {
-        let pid = std::fs::read_to_string(self.0.join("config/akv-sync.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if let Some(pid) = pid {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for file in ["config/akv-sync.supervisor.pid", "config/akv-sync.pid"] {
+            let pid = std::fs::read_to_string(self.0.join(file))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
+}
+
+/// Requests for secret `name` of vault alpha the emulator answered.
+fn secret_requests(env: &Env, name: &str) -> u64 {
+    let suffix = format!("/secrets/{name}");
+    env.emulator
+        .control()
+        .counters()
+        .requests
+        .iter()
+        .filter(|r| r.vault.as_deref() == Some("alpha"))
+        .filter(|r| r.path == suffix || r.path.starts_with(&format!("{suffix}/")))
+        .map(|r| r.count)
+        .sum()
 }
 
 fn installed_file(store: &Path, name: &str) -> bool {
@@ -208,14 +258,13 @@ fn the_handler_commands_run_the_agent_and_report_status_as_the_vm_agent_expects(
         "second enable: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ext.wait_status(1, "success");
+    ext.wait_message(1, "2 of 2");
     assert!(installed_file(&env.store, "api"));
     let second = ext.pid().unwrap();
-    assert_ne!(
+    assert_eq!(
         first, second,
-        "the agent was restarted for the new sequence"
+        "the running agent re-reads its settings for the new sequence (SIGHUP), no restart"
     );
-    assert!(!alive(first), "the old agent stopped");
 
     let out = ext.handler(&env, "disable", None);
     assert!(out.status.success());
@@ -247,4 +296,251 @@ fn enable_with_invalid_settings_reports_error_and_starts_nothing() {
             .contains("observedCertificates")
     );
     assert!(ext.pid().is_none());
+}
+
+/// Wait (inotify on the config folder) until the agent's pid file names a live pid other than
+/// `old`; the time it took.
+fn wait_new_agent(ext: &Extension, old: i32, within: Duration) -> (i32, Duration) {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    inotify
+        .add_watch(
+            &ext.root.join("config"),
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+        )
+        .unwrap();
+    let started = Instant::now();
+    let deadline = started + within;
+    loop {
+        if let Some(pid) = ext.pid()
+            && pid != old
+            && alive(pid)
+        {
+            return (pid, started.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new agent within {within:?} (pid file: {:?})",
+            ext.pid()
+        );
+        wait_readable(&inotify, deadline);
+        let _ = inotify.read_events();
+    }
+}
+
+#[test]
+fn enable_again_restarts_and_downloads_nothing_a_killed_agent_comes_back_and_a_new_sequence_keeps_current_certificates()
+ {
+    let env = Env::start();
+    let control = env.emulator.control();
+    for n in ["web", "api"] {
+        control
+            .create_certificate("alpha", n, ec_spec_p12())
+            .unwrap();
+    }
+    let ext = Extension::lay_out(&env);
+    let _reaper = Reaper(ext.root.clone());
+    // An hour between polls: every request the emulator counts comes from a (re)start or a
+    // settings change, none from polling.
+    ext.write_settings_polling(&env, 0, &["web"], "3600");
+
+    // The VM agent's order on a first goal state: install, enable.
+    assert!(ext.handler(&env, "install", Some(0)).status.success());
+    let out = ext.handler(&env, "enable", Some(0));
+    assert!(
+        out.status.success(),
+        "enable: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("supervises it itself"),
+        "without systemd as PID 1 the handler says it supervises the agent: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ext.wait_status(0, "success");
+    let agent = ext.pid().unwrap();
+    let web_downloads = secret_requests(&env, "web");
+    assert_eq!(web_downloads, 1);
+    let status_before = std::fs::read(ext.root.join("status/0.status")).unwrap();
+
+    // The VM agent restarts (or sees the same goal state again): install, enable once more.
+    assert!(ext.handler(&env, "install", Some(0)).status.success());
+    let out = ext.handler(&env, "enable", Some(0));
+    assert!(
+        out.status.success(),
+        "second enable: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing restarted"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(ext.pid(), Some(agent), "the same agent runs");
+    assert!(alive(agent));
+    assert_eq!(
+        secret_requests(&env, "web"),
+        web_downloads,
+        "nothing downloaded again"
+    );
+    assert_eq!(
+        std::fs::read(ext.root.join("status/0.status")).unwrap(),
+        status_before,
+        "the status stays `success`, not `transitioning`"
+    );
+
+    // A new sequence adds a certificate: the running agent re-reads its settings; `web`,
+    // current, is not downloaded again.
+    ext.write_settings_polling(&env, 1, &["web", "api"], "3600");
+    let out = ext.handler(&env, "enable", Some(1));
+    assert!(
+        out.status.success(),
+        "enable 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ext.wait_message(1, "2 of 2");
+    assert!(installed_file(&env.store, "api"));
+    assert_eq!(secret_requests(&env, "api"), 1);
+    assert_eq!(
+        secret_requests(&env, "web"),
+        web_downloads,
+        "the current certificate is kept, not downloaded again"
+    );
+    assert_eq!(ext.pid(), Some(agent), "applied without a restart");
+
+    // A killed agent is running again within its first backoff (1 s), plus start-up.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let (respawned, took) = wait_new_agent(&ext, agent, Duration::from_secs(10));
+    eprintln!("a killed agent was running again after {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(alive(respawned));
+    // It runs the sequence in force.
+    ext.wait_status(1, "success");
+
+    // disable stops both; nothing comes back.
+    let out = ext.handler(&env, "disable", Some(1));
+    assert!(out.status.success());
+    assert!(!alive(respawned), "disable stops the agent");
+    assert!(ext.pid().is_none());
+    assert!(ext.handler(&env, "uninstall", Some(1)).status.success());
+    assert!(installed_file(&env.store, "web") && installed_file(&env.store, "api"));
+}
+
+fn ec_spec_p12() -> CertSpec {
+    CertSpec {
+        key: KeyKind::EcP256,
+        issuer_key: KeyKind::EcP256,
+        chain_len: 2,
+        format: Format::Pkcs12,
+        ..CertSpec::default()
+    }
+}
+
+#[test]
+fn a_new_sequence_with_invalid_settings_keeps_the_agent_on_the_last_good_one() {
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec_spec_p12())
+        .unwrap();
+    let ext = Extension::lay_out(&env);
+    let _reaper = Reaper(ext.root.clone());
+    ext.write_settings_polling(&env, 0, &["web"], "3600");
+    assert!(ext.handler(&env, "enable", Some(0)).status.success());
+    ext.wait_status(0, "success");
+    let agent = ext.pid().unwrap();
+
+    std::fs::write(ext.root.join("config/1.settings"), r#"{"runtimeSettings":[{"handlerSettings":{"publicSettings":{"secretsManagementSettings":{"observedCertificates":"https://alpha.vault.azure.net/secrets/web"}}}}]}"#).unwrap();
+    let out = ext.handler(&env, "enable", Some(1));
+    assert!(!out.status.success());
+    assert_eq!(ext.status(1).unwrap()["status"], "error");
+    assert_eq!(ext.pid(), Some(agent), "the agent keeps running");
+    assert!(alive(agent));
+    assert_eq!(
+        std::fs::read_link(ext.root.join("config/akv-sync.settings")).unwrap(),
+        Path::new("0.settings"),
+        "the agent stays on the last good settings"
+    );
+    assert_eq!(ext.status(0).unwrap()["status"], "success");
+    assert!(ext.handler(&env, "disable", Some(1)).status.success());
+    assert!(!alive(agent));
+}
+
+#[test]
+fn a_store_the_sandbox_leaves_read_only_fails_naming_the_folder_and_the_fix() {
+    // What ProtectSystem=strict does to a store folder missing from ReadWritePaths=: EROFS.
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec_spec_p12())
+        .unwrap();
+    std::fs::create_dir_all(&env.store).unwrap();
+    let mount = |opts: &str| {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&env.store)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    mount("size=1m,mode=0700");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _unmount = Unmount(env.store.clone());
+    let out = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&env.store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let settings = env.write_settings(
+        "s.json",
+        &[("alpha", "web")],
+        serde_json::json!({}),
+        serde_json::json!({}),
+    );
+    let out = env
+        .command(&[
+            "once",
+            "--settings",
+            settings.to_str().unwrap(),
+            "--attempts",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "{} is read-only for akv-sync",
+            env.store.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("ReadWritePaths="), "{text}");
+    assert!(!text.contains("Read-only file system"), "{text}");
 }

@@ -136,3 +136,51 @@ fn without_acl_support_plain_installs_work_and_grants_are_an_acl_error() {
         "000000000000000000000000000000a1"
     );
 }
+
+#[test]
+fn a_read_only_store_is_reported_as_read_only_naming_the_folder_and_the_fix() {
+    // What a sandbox (ProtectSystem=strict without ReadWritePaths=) does to a store folder:
+    // the same EROFS as a read-only mount.
+    let m = Mount::new("tmpfs", "size=1m,mode=0755");
+    let store_path = m.at.join("store");
+    let store = Store::open(&store_path).unwrap();
+    store
+        .install(&req("000000000000000000000000000000a1", b"PEM v1", None))
+        .unwrap();
+    let out = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&m.at)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let err = store
+        .install(&req("000000000000000000000000000000a2", b"PEM v2", None))
+        .unwrap_err();
+    match &err {
+        StoreError::ReadOnly { folder } => assert_eq!(folder, &store_path),
+        other => panic!("expected ReadOnly, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(&store_path.display().to_string()) && text.contains("ReadWritePaths="),
+        "{text}"
+    );
+    assert!(!text.contains("Read-only file system"), "{text}");
+    assert_eq!(
+        std::fs::read(store_path.join("vault1.web")).unwrap(),
+        b"PEM v1",
+        "the current version stays"
+    );
+
+    // A store folder that does not exist yet cannot be made there either.
+    let missing = m.at.join("other");
+    match Store::open(&missing) {
+        Err(StoreError::ReadOnly { folder }) => assert_eq!(folder, m.at),
+        other => panic!("expected ReadOnly, got {:?}", other.err()),
+    }
+}

@@ -4,9 +4,11 @@ pub mod convert;
 #[cfg(feature = "emulator")]
 pub mod demo;
 pub mod handler;
+pub mod handler_env;
 pub mod once;
 pub mod ports;
 pub mod run;
+pub mod service;
 pub mod settings_file;
 pub mod status;
 pub mod validate;

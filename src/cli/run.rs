@@ -49,8 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::azure::net::warn_overrides();
     let mut sinks: Vec<Arc<dyn StatusSink>> =
         vec![Arc::new(LogStatus), Arc::new(Systemd::default())];
+    let mut vm_status = None;
     if let (Some(dir), Some(seq)) = (&args.status_dir, args.sequence) {
-        sinks.push(Arc::new(VmAgentStatus::new(dir, seq, "Enable")));
+        let sink = Arc::new(VmAgentStatus::new(dir, seq, "Enable"));
+        vm_status = Some(sink.clone());
+        sinks.push(sink);
     }
     let sink: Arc<dyn StatusSink> = Arc::new(Fanout(sinks));
     let runtime = super::ports::runtime()?;
@@ -62,6 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Daemon {
             path: args.settings,
             sink,
+            vm_status,
             observe,
         }
         .run(parsed.settings)
@@ -72,7 +76,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 struct Daemon {
     path: PathBuf,
     sink: Arc<dyn StatusSink>,
+    /// The VM agent's status file: it follows the settings link to a new `<n>.settings`.
+    vm_status: Option<Arc<VmAgentStatus>>,
     observe: Observability,
+}
+
+/// The sequence `path` names when it is (or links to) `<n>.settings`, as the handler's
+/// `config/akv-sync.settings` link does.
+fn linked_sequence(path: &std::path::Path) -> Option<u64> {
+    let target = std::fs::read_link(path).ok()?;
+    target
+        .file_name()?
+        .to_str()?
+        .strip_suffix(".settings")?
+        .parse()
+        .ok()
 }
 
 /// Everything that lives as long as one set of agent-wide settings.
@@ -104,6 +122,11 @@ impl Daemon {
     }
 
     async fn run(self, mut settings: Settings) -> anyhow::Result<ExitCode> {
+        // First: a SIGHUP sent as soon as the agent runs (the handler applying a new
+        // sequence) is then queued, not the default action that ends the process.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let mut running = self.start(&settings)?;
         let gate: Arc<Mutex<GateHandle>> = Arc::new(Mutex::new(running.agent.gate().clone()));
         let cancel = CancellationToken::new();
@@ -120,9 +143,6 @@ impl Daemon {
             ),
             None => None,
         };
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -145,19 +165,38 @@ impl Daemon {
                             continue;
                         }
                     };
+                    // A new settings sequence (the handler moved the link) reports to its own
+                    // status file from now on.
+                    let retargeted = match (&self.vm_status, linked_sequence(&self.path)) {
+                        (Some(vm), Some(seq)) => {
+                            vm.retarget(seq);
+                            Some(vm.clone())
+                        }
+                        _ => None,
+                    };
                     if new.logging != settings.logging {
                         warn!("loggingSettings changed: the log sinks are set up at start; restart the agent to apply them");
                     }
                     let agent_wide_changed = AgentWide::of(&new) != AgentWide::of(&settings);
+                    // Whether the gate will report by itself (a certificate started or stopped).
+                    let mut reported = false;
                     if agent_wide_changed {
                         warn!("identity or agent-wide settings changed: restarting every watcher");
                         self.stop(running).await;
                         running = self.start(&new)?;
                         *gate.lock().expect("gate lock") = running.agent.gate().clone();
+                        reported = true;
                     } else if let Some(summary) = running.agent.reload(new.clone()).await {
                         info!(started = ?summary.started, stopped = ?summary.stopped, kept = summary.kept, "settings applied");
+                        reported = !summary.started.is_empty() || !summary.stopped.is_empty();
                     }
                     settings = new;
+                    // The same certificates: the new sequence's status file gets the status now.
+                    if let Some(vm) = &retargeted
+                        && !reported
+                    {
+                        vm.report(&running.agent.gate().view().status);
+                    }
                 }
             }
         }

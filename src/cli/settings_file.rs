@@ -33,6 +33,23 @@ pub enum SettingsFileError {
     },
 }
 
+impl SettingsFileError {
+    /// One line naming the file and every error in it (for a status file or stderr).
+    pub fn detail(&self) -> String {
+        match self {
+            SettingsFileError::Invalid { path, errors, .. } => {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                format!(
+                    "invalid settings in {}: {}",
+                    path.display(),
+                    list.join("; ")
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Usable settings: the model, every warning (decoding, parsing, host), and the errors of
 /// single certificates that only this host could find.
 #[derive(Debug)]

@@ -137,6 +137,14 @@ pub enum StoreError {
     #[error("no space left while writing {path}")]
     NoSpace { path: PathBuf },
 
+    /// The folder cannot be written because its file system is read-only (EROFS): mounted
+    /// read-only, or made read-only for this process by a service sandbox (systemd's
+    /// `ProtectSystem=strict` outside `ReadWritePaths=`).
+    #[error(
+        "{folder} is read-only for akv-sync (a read-only mount, or the service sandbox: systemd's ProtectSystem= outside ReadWritePaths=); run `akv-sync handler sandbox` to add the store folders to the unit's ReadWritePaths=, or choose a writable certificateStoreLocation"
+    )]
+    ReadOnly { folder: PathBuf },
+
     /// A user named in `acls` does not exist on this host.
     #[error("ACL user {name:?} does not exist on this host")]
     UnknownUser { name: String },
@@ -174,6 +182,7 @@ impl StoreError {
         match self {
             StoreError::Io { .. }
             | StoreError::NoSpace { .. }
+            | StoreError::ReadOnly { .. }
             | StoreError::StoreVanished { .. }
             | StoreError::Acl { .. }
             | StoreError::UnknownUser { .. }

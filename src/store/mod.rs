@@ -709,6 +709,11 @@ impl Store {
         if e == Errno::NOSPC || e == Errno::DQUOT {
             return StoreError::NoSpace { path };
         }
+        if e == Errno::ROFS {
+            return StoreError::ReadOnly {
+                folder: self.path.clone(),
+            };
+        }
         if e == Errno::NOENT && rustix::fs::fstat(&self.dir).is_ok_and(|st| st.st_nlink == 0) {
             return StoreError::StoreVanished {
                 path: self.path.clone(),
@@ -727,6 +732,9 @@ impl Store {
             Some(c) if c == Errno::NOSPC.raw_os_error() || c == Errno::DQUOT.raw_os_error() => {
                 StoreError::NoSpace { path }
             }
+            Some(c) if c == Errno::ROFS.raw_os_error() => StoreError::ReadOnly {
+                folder: self.path.clone(),
+            },
             _ => StoreError::Acl { op, path, source },
         }
     }
@@ -883,6 +891,9 @@ impl Store {
                         path: self.at(name),
                     }
                 }
+                Some(c) if c == Errno::ROFS.raw_os_error() => StoreError::ReadOnly {
+                    folder: self.path.clone(),
+                },
                 _ => StoreError::Io {
                     op: "write temporary file",
                     path: self.at(tmp),

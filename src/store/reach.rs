@@ -53,6 +53,11 @@ static NEEDS: Mutex<BTreeMap<PathBuf, BTreeMap<PathBuf, BTreeSet<Principal>>>> =
     Mutex::new(BTreeMap::new());
 
 fn acl_err(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    if source.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) {
+        return StoreError::ReadOnly {
+            folder: path.to_path_buf(),
+        };
+    }
     StoreError::Acl {
         op,
         path: path.to_path_buf(),

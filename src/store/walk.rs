@@ -55,6 +55,12 @@ fn unsafe_parent(path: &Path, problem: ParentProblem) -> StoreError {
 }
 
 fn io(op: &'static str, path: &Path, e: Errno) -> StoreError {
+    if e == Errno::ROFS {
+        // The folder that could not be made or changed is the one to open up.
+        return StoreError::ReadOnly {
+            folder: path.parent().unwrap_or(path).to_path_buf(),
+        };
+    }
     StoreError::Io {
         op,
         path: path.to_path_buf(),
