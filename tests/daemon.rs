@@ -591,3 +591,85 @@ fn a_metrics_address_in_use_does_not_stop_syncing_and_is_served_once_free() {
     let (code, _) = d.stop();
     assert_eq!(code, Some(0));
 }
+
+/// SPEC §1.3: a mistake inside one observed certificate fails that certificate alone; the
+/// others sync, and the status is `error` naming it once they are done. Fixed settings
+/// (SIGHUP) bring `success`.
+#[test]
+fn a_certificate_with_a_mistake_of_its_own_fails_alone_and_the_others_sync() {
+    let env = Env::start();
+    create(&env, &[("alpha", "a"), ("alpha", "b")]);
+    let store = env.store.display().to_string();
+    let with_mistake = |file: &str, bad: bool| {
+        let mut observed = vec![json!({
+            "url": "https://alpha.vault.azure.net/secrets/a",
+            "certificateStoreLocation": store,
+        })];
+        if bad {
+            observed.push(json!({
+                "url": "http://alpha.vault.azure.net/secrets/plain",
+                "certificateStoreLocation": store,
+            }));
+        }
+        observed.push(json!({
+            "url": "https://alpha.vault.azure.net/secrets/b",
+            "certificateStoreLocation": store,
+        }));
+        env.write_settings(
+            file,
+            &[],
+            json!({ "observedCertificates": observed }),
+            json!({}),
+        )
+    };
+    let settings = with_mistake("s.json", true);
+
+    // validate still refuses the file (exit 2) and says the others would sync.
+    let out = env
+        .command(&["validate", "--settings", settings.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("observedCertificates[1].url")
+            && stderr.contains("2 certificate(s) accepted"),
+        "{stderr}"
+    );
+
+    let mut d = env.run(&settings, &[]);
+    let status = d.wait_status("error");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("secretsManagementSettings.observedCertificates[1]: url:")
+            && message.contains("1 of 3 certificate(s) refused"),
+        "{message}"
+    );
+    let success_seen = d.seen.iter().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["status"] == "success")
+    });
+    assert!(!success_seen, "never success while one is refused");
+    // The others synced.
+    assert!(installed(&env.store, "alpha", "a").is_some());
+    assert!(installed(&env.store, "alpha", "b").is_some());
+
+    // The mistake fixed: success.
+    with_mistake("s.json", false);
+    d.signal(Signal::SIGHUP);
+    d.wait_status("success");
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+
+    // `once` tries the others and counts the refused one as failed.
+    let settings = with_mistake("s2.json", true);
+    let out = env
+        .command(&["once", "--settings", settings.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("observedCertificates[1]") && stdout.contains("2 of 3 certificate(s)"),
+        "{stdout}"
+    );
+}

@@ -4,7 +4,9 @@
 //!
 //! Each manifest entry is either `"outcome": "ok"` with the wrapper, schema, identity kind, one
 //! line per certificate (`vault/name@version in store [link name]`) and the JSON paths of the
-//! warnings, or `"outcome": "errors"` with every `[ErrorKind, JSON path]` expected.
+//! warnings; or `"outcome": "errors"` (the document is refused: nothing syncs) with every
+//! `[ErrorKind, JSON path]` expected; or `"outcome": "refused"` (mistakes inside single
+//! observed certificates: those are refused, the `certificates` listed still sync).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -93,7 +95,40 @@ fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
 /// What the library says about one file, compared with the manifest; `Err` says how it differs.
 fn check_with_library(name: &str, expected: &Expected) -> Result<(), String> {
     let result = parse(&read(name));
+    let errors_are = |errors: &[akv_sync_config::ConfigError]| {
+        let got = sorted(
+            errors
+                .iter()
+                .map(|e| (format!("{:?}", e.kind), e.path.clone()))
+                .collect(),
+        );
+        let want = sorted(expected.errors.clone().unwrap_or_default());
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("got errors {got:#?}\nexpected {want:#?}"))
+        }
+    };
     match (expected.outcome.as_str(), result) {
+        // Mistakes in single certificates: those are refused, the rest is usable.
+        ("refused", Ok(p)) if !p.refused.is_empty() => {
+            errors_are(&p.refused)?;
+            let want = expected.certificates.clone().unwrap_or_default();
+            let got = certificate_lines(&p);
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("accepted {got:#?}\nexpected {want:#?}"))
+            }
+        }
+        ("refused", Ok(_)) => Err("expected refused certificates, got none".into()),
+        ("refused", Err(errors)) => Err(format!(
+            "expected only single certificates refused, the whole file was: {errors:#?}"
+        )),
+        (_, Ok(p)) if !p.refused.is_empty() => Err(format!(
+            "expected outcome {:?}, got certificates refused (outcome \"refused\"): {:#?}",
+            expected.outcome, p.refused
+        )),
         ("ok", Ok(p)) => {
             let got = (
                 format!("{:?}", p.settings.wrapper),
@@ -118,20 +153,7 @@ fn check_with_library(name: &str, expected: &Expected) -> Result<(), String> {
                 Err(format!("got {got:#?}\nexpected {want:#?}"))
             }
         }
-        ("errors", Err(errors)) => {
-            let got = sorted(
-                errors
-                    .iter()
-                    .map(|e| (format!("{:?}", e.kind), e.path.clone()))
-                    .collect(),
-            );
-            let want = sorted(expected.errors.clone().unwrap_or_default());
-            if got == want {
-                Ok(())
-            } else {
-                Err(format!("got errors {got:#?}\nexpected {want:#?}"))
-            }
-        }
+        ("errors", Err(errors)) => errors_are(&errors),
         ("ok", Err(errors)) => Err(format!("expected ok, got errors {errors:#?}")),
         ("errors", Ok(p)) => Err(format!("expected errors, got {:#?}", p.settings)),
         (other, _) => Err(format!("unknown outcome {other:?} in the manifest")),
@@ -519,8 +541,10 @@ fn daemon_verdict(file: &Path) -> Verdict {
             usable: true,
             errors: sorted(
                 loaded
-                    .host_errors
+                    .parsed
+                    .refused
                     .into_iter()
+                    .chain(loaded.host_errors)
                     .map(|e| (format!("{:?}", e.kind), e.path))
                     .collect(),
             ),
@@ -538,13 +562,13 @@ fn daemon_verdict(file: &Path) -> Verdict {
     }
 }
 
-/// `akv-sync validate --json` (host checks on). Usable: errors, if any, are host errors only
-/// (one certificate's, which the daemon logs and syncs the others).
+/// `akv-sync validate --json` (host checks on). Usable: errors, if any, are single
+/// certificates' (the daemon fails those and syncs the others).
 fn validate_verdict(file: &Path) -> Verdict {
     let out = validate(file, &["--json"]);
     let report = json_of(&out);
     let errors = sorted(error_pairs(&report));
-    let usable = errors.iter().all(|(kind, _)| kind == "UnknownPrincipal");
+    let usable = report["usable"].as_bool().expect("usable");
     Verdict { usable, errors }
 }
 

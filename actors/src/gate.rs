@@ -6,11 +6,14 @@
 //!   certificate was installed once; `error`, naming each certificate that failed and why, once
 //!   every certificate is settled and at least one ran out of attempts (or failed fatally). A
 //!   certificate that installs later still turns `error` into `success`.
+//! - Either way, a certificate the settings refused ([`GateHandle::refused`]: a mistake in its
+//!   own entry, SPEC §1.3) makes the status `error`, naming it, once every other certificate
+//!   is settled: it cannot heal until the settings change, so readiness would be a lie.
 //!
 //! The gate is an actor; watchers send it facts, and it publishes the status through a
 //! `watch` channel and to a [`StatusSink`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -40,6 +43,7 @@ enum Msg {
     Track(String),
     Installed(String),
     Failed(String, String),
+    Refused(String, String),
     Forget(String),
     PollingStarted,
 }
@@ -83,6 +87,8 @@ struct Facts {
     polling_started: bool,
     tally: Tally,
     reached_success: bool,
+    /// Certificates the settings refused (each also `Failed` in the map).
+    refused: BTreeSet<String>,
 }
 
 impl GateActor {
@@ -153,13 +159,20 @@ impl Facts {
                 }
                 self.set(certificates, id, FirstSync::Failed(why))
             }
-            Msg::Forget(id) => match Arc::make_mut(certificates).remove(&id) {
-                Some(old) => {
-                    self.tally.add(&old, -1);
-                    true
+            Msg::Refused(id, why) => {
+                let new = self.refused.insert(id.clone());
+                self.set(certificates, id, FirstSync::Failed(why)) | new
+            }
+            Msg::Forget(id) => {
+                self.refused.remove(&id);
+                match Arc::make_mut(certificates).remove(&id) {
+                    Some(old) => {
+                        self.tally.add(&old, -1);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Msg::PollingStarted => !std::mem::replace(&mut self.polling_started, true),
         }
     }
@@ -171,7 +184,31 @@ impl Facts {
         let failed_count = self.tally.failed;
         let settled = self.tally.pending == 0;
 
-        let mut status = if !self.require_initial_sync {
+        let mut status = if !self.refused.is_empty() && settled && self.polling_started {
+            // Listed first: the settings need fixing, whatever else happens.
+            let list: Vec<String> = self
+                .refused
+                .iter()
+                .filter_map(|id| match certificates.get(id) {
+                    Some(FirstSync::Failed(why)) => Some(format!("{id}: {why}")),
+                    _ => None,
+                })
+                .chain(
+                    failures(certificates)
+                        .filter(|(id, _)| !self.refused.contains(*id))
+                        .map(|(id, why)| format!("{id}: {why}")),
+                )
+                .take(LISTED_FAILURES)
+                .collect();
+            Status::new(
+                State::Error,
+                format!(
+                    "{} of {total} certificate(s) refused by the settings ({failed_count} failed in all, {installed} installed): {}",
+                    self.refused.len(),
+                    list.join("; ")
+                ),
+            )
+        } else if !self.require_initial_sync {
             if self.polling_started {
                 Status::new(
                     State::Success,
@@ -265,6 +302,7 @@ impl GateHandle {
                     polling_started: false,
                     tally: Tally::default(),
                     reached_success: false,
+                    refused: BTreeSet::new(),
                 },
             }
             .run(),
@@ -282,6 +320,11 @@ impl GateHandle {
     }
     pub fn failed(&self, id: &str, why: &str) {
         let _ = self.tx.send(Msg::Failed(id.to_owned(), why.to_owned()));
+    }
+    /// `id` was refused by the settings (`why` names the mistake): failed until forgotten,
+    /// and the status is `error` once the others are settled.
+    pub fn refused(&self, id: &str, why: &str) {
+        let _ = self.tx.send(Msg::Refused(id.to_owned(), why.to_owned()));
     }
     pub fn forget(&self, id: &str) {
         let _ = self.tx.send(Msg::Forget(id.to_owned()));
@@ -343,6 +386,48 @@ mod tests {
         gate.polling_started();
         assert_eq!(gate.settled_status().await.state, State::Success);
         assert_eq!(states(&rec), [State::Transitioning, State::Success]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_certificate_makes_the_status_error_naming_it_once_the_others_are_done() {
+        for require_initial_sync in [false, true] {
+            let rec = Arc::new(Recorder::default());
+            let gate = GateHandle::spawn(require_initial_sync, rec.clone());
+            gate.track("v/a in /s");
+            gate.refused(
+                "secretsManagementSettings.observedCertificates[1]",
+                "url: found http; expected https",
+            );
+            gate.polling_started();
+            let mut rx = gate.subscribe();
+            rx.wait_for(|v| v.certificates.len() == 2).await.unwrap();
+            // v/a still pending: not an error yet.
+            assert_ne!(gate.view().status.state, State::Error);
+            gate.installed("v/a in /s");
+            let status = rx
+                .wait_for(|v| v.status.state == State::Error)
+                .await
+                .unwrap()
+                .status
+                .clone();
+            assert!(
+                status
+                    .message
+                    .contains("observedCertificates[1]: url: found http"),
+                "{}",
+                status.message
+            );
+            assert_eq!(status.failed_count, 1);
+            assert_eq!(
+                status.failures[0].id,
+                "secretsManagementSettings.observedCertificates[1]"
+            );
+            // Settings without the mistake (a reload forgets the refused entry): success.
+            gate.forget("secretsManagementSettings.observedCertificates[1]");
+            rx.wait_for(|v| v.status.state == State::Success)
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

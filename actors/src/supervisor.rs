@@ -220,6 +220,17 @@ impl Agent {
         settings: &Settings,
         ports: Ports<T, S, I>,
     ) -> Agent {
+        Agent::start_refusing(settings, ports, &[])
+    }
+
+    /// [`Agent::start`], with the certificates the settings refused (`(id, why)`: a mistake
+    /// in their own entry) reported as failed from the start, so that the status never
+    /// claims success while they are missing.
+    pub fn start_refusing<T: TokenSource, S: SecretSource, I: Installer>(
+        settings: &Settings,
+        ports: Ports<T, S, I>,
+        refused: &[(String, String)],
+    ) -> Agent {
         let gate = GateHandle::spawn(settings.require_initial_sync, ports.status.clone());
         let spread = crate::watcher::startup_spread(
             settings.require_initial_sync,
@@ -243,6 +254,9 @@ impl Agent {
             certificates = summary.started.len(),
             "polling started for every observed certificate"
         );
+        for (id, why) in refused {
+            gate.refused(id, why);
+        }
         gate.polling_started();
         // Only the watchers hold the writer from here on, so it ends after them.
         let supervisor = tokio::spawn(actor.run());

@@ -83,6 +83,11 @@ pub struct Warning {
 /// A successful parse: the model plus warnings.
 #[derive(Debug, Clone)]
 pub struct Parsed {
+    /// The settings, without the certificates refused in `refused`.
     pub settings: Settings,
     pub warnings: Vec<Warning>,
+    /// Mistakes inside single observed certificates (their paths lie in
+    /// `…observedCertificates[N]`, see [`crate::certificate_entry`]): those certificates are
+    /// left out of `settings`, the others sync. A mistake anywhere else fails the whole parse.
+    pub refused: Vec<ConfigError>,
 }

@@ -13,6 +13,14 @@ pub(crate) fn at(parent: &str, key: &str) -> String {
     }
 }
 
+/// The observed certificate (`…observedCertificates[N]`) a path lies in, if any: a mistake
+/// there is that certificate's alone (SPEC §1.3), the others still sync.
+pub fn certificate_entry(path: &str) -> Option<&str> {
+    let start = path.find("observedCertificates[")?;
+    let close = start + path[start..].find(']')? + 1;
+    Some(&path[..close])
+}
+
 /// The path of element `i` of the array at `parent`.
 pub(crate) fn idx(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")

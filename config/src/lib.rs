@@ -21,6 +21,6 @@ mod url;
 
 pub use decode::decode;
 pub use error::{ConfigError, ErrorKind, Parsed, Warning};
-pub use json_path::ROOT_PATH;
+pub use json_path::{ROOT_PATH, certificate_entry};
 pub use model::*;
 pub use parse::{DEFAULT_HOOK_TIMEOUT, Detected, detect, parse};

@@ -40,10 +40,14 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<ConfigError>> {
             None
         }
     };
+    // Only errors of single certificates left: those are refused, the rest is usable.
+    let usable =
+        |errors: &[ConfigError]| errors.iter().all(|e| certificate_entry(&e.path).is_some());
     match settings {
-        Some(settings) if cx.errors.is_empty() => Ok(Parsed {
+        Some(settings) if usable(&cx.errors) => Ok(Parsed {
             settings,
             warnings: cx.warnings,
+            refused: cx.errors,
         }),
         _ => {
             if cx.errors.is_empty() {
@@ -428,8 +432,18 @@ fn secrets(obj: &Map<String, Value>, path: &str, cx: &mut Cx) -> Option<Secrets>
     // Among the certificates that are fine on their own, so that a conflict shows up in the
     // same run as the other mistakes.
     conflicts(&certificates, cx);
-    if cx.error_count() > before {
+    // A mistake inside one observed certificate refuses that certificate alone (SPEC §1.3:
+    // the others still sync); a mistake anywhere else refuses the document.
+    let found = &cx.errors[before..];
+    if found.iter().any(|e| certificate_entry(&e.path).is_none()) {
         return None;
+    }
+    if !found.is_empty() {
+        let refused: HashSet<&str> = found
+            .iter()
+            .filter_map(|e| certificate_entry(&e.path))
+            .collect();
+        certificates.retain(|c| !refused.contains(c.json_path.as_str()));
     }
     Some(Secrets {
         schema,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use akv_sync_actors::{CheckOutcome, InstallReport, NoObserver, run_once};
 
 use crate::cli::ports::ports;
-use crate::cli::settings_file::{load_or_exit, log_parsed};
+use crate::cli::settings_file::{load_or_exit, log_parsed, refused};
 use crate::log::{self, LogArgs};
 use crate::status::LogStatus;
 
@@ -31,6 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     log::init(&args.log, None, None);
     log_parsed(&loaded);
+    let refused = refused(&loaded.parsed);
     let parsed = loaded.parsed;
     crate::azure::net::warn_overrides();
     let settings = parsed.settings;
@@ -68,9 +69,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // A certificate whose check died (panicked) has no result: it failed.
     failed += (total as usize).saturating_sub(results.len());
+    // Refused by the settings: never tried.
+    for (id, why) in &refused {
+        println!("FAILED     {id}  refused by the settings: {why}");
+    }
+    let total = total as usize + refused.len();
+    failed += refused.len();
     println!(
         "{} of {} certificate(s) installed and current",
-        total as usize - failed,
+        total - failed,
         total
     );
     Ok(if failed == 0 {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cli::ports::ports;
-use crate::cli::settings_file::{load_or_exit, load_settings, log_parsed};
+use crate::cli::settings_file::{load_or_exit, load_settings, log_parsed, refused};
 use crate::log::{self, LogArgs};
 use crate::observe::Observability;
 use crate::status::{Fanout, LogStatus, Systemd, VmAgentStatus};
@@ -45,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let log_dir = (!args.no_log_file).then_some(args.log_dir.as_path());
     let logs = log::init(&args.log, log_dir, loaded.parsed.settings.logging.as_ref());
     log_parsed(&loaded);
+    let refused = refused(&loaded.parsed);
     let parsed = loaded.parsed;
     crate::azure::net::warn_overrides();
     let mut sinks: Vec<Arc<dyn StatusSink>> =
@@ -68,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             vm_status,
             observe,
         }
-        .run(parsed.settings)
+        .run(parsed.settings, refused)
         .await
     })
 }
@@ -100,7 +101,7 @@ struct Running {
 }
 
 impl Daemon {
-    fn start(&self, settings: &Settings) -> anyhow::Result<Running> {
+    fn start(&self, settings: &Settings, refused: &[(String, String)]) -> anyhow::Result<Running> {
         let hooks_done = self.observe.start_hooks(settings.agent.hook.clone());
         let ports = ports(
             settings,
@@ -109,7 +110,7 @@ impl Daemon {
             Some(self.observe.requests()),
         )?;
         Ok(Running {
-            agent: Agent::start(settings, ports),
+            agent: Agent::start_refusing(settings, ports, refused),
             hooks: hooks_done,
         })
     }
@@ -121,13 +122,17 @@ impl Daemon {
         let _ = running.hooks.await;
     }
 
-    async fn run(self, mut settings: Settings) -> anyhow::Result<ExitCode> {
+    async fn run(
+        self,
+        mut settings: Settings,
+        mut refused: Vec<(String, String)>,
+    ) -> anyhow::Result<ExitCode> {
         // First: a SIGHUP sent as soon as the agent runs (the handler applying a new
         // sequence) is then queued, not the default action that ends the process.
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let mut running = self.start(&settings)?;
+        let mut running = self.start(&settings, &refused)?;
         let gate: Arc<Mutex<GateHandle>> = Arc::new(Mutex::new(running.agent.gate().clone()));
         let cancel = CancellationToken::new();
         let server = match settings.agent.metrics_address {
@@ -155,10 +160,11 @@ impl Daemon {
                 }
                 _ = hup.recv() => {
                     info!(settings = %self.path.display(), "SIGHUP: re-reading settings");
-                    let new = match load_settings(&self.path) {
+                    let (new, new_refused) = match load_settings(&self.path) {
                         Ok(loaded) => {
                             log_parsed(&loaded);
-                            loaded.parsed.settings
+                            let r = super::settings_file::refused(&loaded.parsed);
+                            (loaded.parsed.settings, r)
                         }
                         Err(e) => {
                             error!("{e}; keeping the settings in force");
@@ -183,14 +189,26 @@ impl Daemon {
                     if agent_wide_changed {
                         warn!("identity or agent-wide settings changed: restarting every watcher");
                         self.stop(running).await;
-                        running = self.start(&new)?;
+                        running = self.start(&new, &new_refused)?;
                         *gate.lock().expect("gate lock") = running.agent.gate().clone();
                         reported = true;
                     } else if let Some(summary) = running.agent.reload(new.clone()).await {
                         info!(started = ?summary.started, stopped = ?summary.stopped, kept = summary.kept, "settings applied");
                         reported = !summary.started.is_empty() || !summary.stopped.is_empty();
+                        // Entries refused before and now fixed, removed or still refused.
+                        if new_refused != refused {
+                            let gate = running.agent.gate();
+                            for (id, _) in &refused {
+                                gate.forget(id);
+                            }
+                            for (id, why) in &new_refused {
+                                gate.refused(id, why);
+                            }
+                            reported = true;
+                        }
                     }
                     settings = new;
+                    refused = new_refused;
                     // The same certificates: the new sequence's status file gets the status now.
                     if let Some(vm) = &retargeted
                         && !reported

@@ -118,9 +118,33 @@ pub fn log_parsed(loaded: &Loaded) {
     for w in &parsed.warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
+    for e in &parsed.refused {
+        tracing::error!(path = %e.path, "{}; this certificate is not synced, the others are", e.message);
+    }
     for e in &loaded.host_errors {
         tracing::error!(path = %e.path, "{}", e.message);
     }
+}
+
+/// The certificates the settings refused, one per entry: its JSON path (the id the status
+/// names it by, as it may have no usable URL) and every mistake in it.
+pub fn refused(parsed: &Parsed) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in &parsed.refused {
+        let entry = akv_sync_config::certificate_entry(&e.path).unwrap_or(&e.path);
+        let why = match e.path[entry.len()..].trim_start_matches('.') {
+            "" => e.message.clone(),
+            inner => format!("{inner}: {}", e.message),
+        };
+        match out.iter_mut().find(|(id, _)| id == entry) {
+            Some((_, all)) => {
+                all.push_str("; ");
+                all.push_str(&why);
+            }
+            None => out.push((entry.to_owned(), why)),
+        }
+    }
+    out
 }
 
 pub fn wrapper_name(w: Wrapper) -> &'static str {

@@ -149,7 +149,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", table(&rows));
     }
-    let missing = rows.iter().filter(|r| !r.installed).count();
+    // Refused by the settings: not in the table (they may have no usable URL), never synced.
+    let refused = crate::cli::settings_file::refused(&parsed.parsed);
+    for (id, why) in &refused {
+        eprintln!("refused by the settings, not synced: {id}: {why}");
+    }
+    let missing = rows.iter().filter(|r| !r.installed).count() + refused.len();
     Ok(if missing == 0 {
         ExitCode::SUCCESS
     } else {

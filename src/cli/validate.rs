@@ -103,14 +103,20 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
         }
     };
     let Loaded {
-        parsed: Parsed { settings, warnings },
+        parsed: Parsed {
+            settings,
+            warnings,
+            refused,
+        },
         host_errors,
     } = loaded;
     report
         .warnings
         .extend(warnings.into_iter().map(WarningOut::from));
-    report.errors = host_errors
+    report.usable = true;
+    report.errors = refused
         .into_iter()
+        .chain(host_errors)
         .map(|e| Problem::from_kind(e.kind, e.path, e.message))
         .collect();
     report.fill(&settings);
@@ -126,6 +132,9 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub ok: bool,
+    /// The agent would run on this file: every error, if any, is one certificate's (that
+    /// certificate fails, the others sync). False when the document itself is refused.
+    pub usable: bool,
     pub file: String,
     /// `bare`, `armResource`, `handlerSettings`; null when it cannot be told.
     pub wrapper: Option<&'static str>,
@@ -332,6 +341,7 @@ impl Report {
     fn new(path: &Path) -> Self {
         Report {
             ok: false,
+            usable: false,
             file: path.display().to_string(),
             wrapper: None,
             schema: None,
@@ -576,6 +586,13 @@ fn write_errors(err: &mut impl Write, r: &Report) -> std::io::Result<()> {
     }
     for w in &r.warnings {
         writeln!(err, "  warning: {}: {}", w.path, w.message)?;
+    }
+    if r.usable {
+        writeln!(
+            err,
+            "each of these is one certificate's: the agent fails those and syncs the rest ({} certificate(s) accepted)",
+            r.certificates.len()
+        )?;
     }
     Ok(())
 }

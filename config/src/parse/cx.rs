@@ -5,14 +5,14 @@
 #![allow(unused_imports)]
 
 pub(super) use std::borrow::Cow;
-pub(super) use std::collections::HashMap;
+pub(super) use std::collections::{HashMap, HashSet};
 pub(super) use std::path::{Component, Path, PathBuf};
 pub(super) use std::time::Duration;
 
 pub(super) use serde_json::{Map, Value};
 
 pub(super) use crate::error::{ConfigError, ErrorKind, Parsed, Warning};
-pub(super) use crate::json_path::{ROOT_PATH, at, idx};
+pub(super) use crate::json_path::{ROOT_PATH, at, certificate_entry, idx};
 pub(super) use crate::model::{
     AclGrant, AgentSettings, DEFAULT_IMDS_ENDPOINT, DEFAULT_POLLING_INTERVAL, DEFAULT_STORE_V2,
     DEFAULT_STORE_V3, ExtraOutputs, Hook, HookSpec, Identity, LoggingSettings, ObservedCertificate,

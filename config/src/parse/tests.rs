@@ -7,13 +7,20 @@ use crate::model::Cloud;
 const SMS: &str = "secretsManagementSettings";
 
 fn ok(text: &str) -> Parsed {
-    parse(text).unwrap_or_else(|e| panic!("expected success, got {e:#?}"))
+    let parsed = parse(text).unwrap_or_else(|e| panic!("expected success, got {e:#?}"));
+    assert!(
+        parsed.refused.is_empty(),
+        "expected every certificate accepted, got {:#?}",
+        parsed.refused
+    );
+    parsed
 }
 
-/// (kind, path) of every error.
+/// (kind, path) of every error: the document's, or the refused certificates'.
 fn errors(text: &str) -> Vec<(ErrorKind, String)> {
     match parse(text) {
-        Ok(p) => panic!("expected errors, got {:#?}", p.settings),
+        Ok(p) if p.refused.is_empty() => panic!("expected errors, got {:#?}", p.settings),
+        Ok(p) => p.refused.into_iter().map(|e| (e.kind, e.path)).collect(),
         Err(e) => e.into_iter().map(|e| (e.kind, e.path)).collect(),
     }
 }
@@ -973,7 +980,10 @@ fn placeholders_from_the_documentation_are_named() {
 fn detect_tells_wrapper_and_schema_even_when_parsing_fails() {
     let arm = format!(
         r#"{{"type": "Microsoft.Compute/virtualMachines/extensions", "properties": {{"settings": {}}}}}"#,
-        v3(r#"["http://v.vault.azure.net/secrets/a"]"#, "")
+        v3(r#"["http://v.vault.azure.net/secrets/a"]"#, "").replace(
+            r#""pollingIntervalInS": "3600""#,
+            r#""pollingIntervalInS": "soon""#
+        )
     );
     assert!(parse(&arm).is_err());
     assert_eq!(
@@ -1112,5 +1122,84 @@ fn a_pfx_or_der_output_named_like_another_certificates_output_conflicts() {
             ErrorKind::Conflict,
             format!("{SMS}.observedCertificates[1].akvSync.outputs.certDer")
         )
+    );
+}
+
+#[test]
+fn a_mistake_inside_one_certificate_refuses_that_certificate_alone() {
+    let text = v3(
+        &format!(
+            r#"[{{"url": "{URL1}"}}, {{"url": "http://v.vault.azure.net/secrets/plain"}}, {{"url": "https://myvault.vault.azure.net/secrets/other", "acls": "nobody"}}]"#
+        ),
+        "",
+    );
+    let parsed = parse(&text).expect("usable: only single certificates are wrong");
+    let kept: Vec<&str> = parsed
+        .settings
+        .certificates
+        .iter()
+        .map(|c| c.json_path.as_str())
+        .collect();
+    assert_eq!(kept, [format!("{SMS}.observedCertificates[0]")]);
+    let refused: Vec<(ErrorKind, &str)> = parsed
+        .refused
+        .iter()
+        .map(|e| (e.kind, e.path.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                ErrorKind::NotHttps,
+                format!("{SMS}.observedCertificates[1].url").as_str()
+            ),
+            (
+                ErrorKind::BadAcl,
+                format!("{SMS}.observedCertificates[2].acls").as_str()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_mistake_outside_the_certificates_refuses_the_whole_document() {
+    let text = v3(r#"[{"url": "http://v.vault.azure.net/secrets/plain"}]"#, "").replace(
+        r#""pollingIntervalInS": "3600""#,
+        r#""pollingIntervalInS": "0""#,
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(parse(&text).is_err());
+    assert!(
+        e.iter()
+            .any(|(_, p)| p == &format!("{SMS}.pollingIntervalInS"))
+    );
+    assert!(
+        e.iter()
+            .any(|(_, p)| p == &format!("{SMS}.observedCertificates[0].url"))
+    );
+}
+
+#[test]
+fn the_certificate_entry_of_a_path_is_found_under_any_wrapper() {
+    assert_eq!(
+        crate::certificate_entry("secretsManagementSettings.observedCertificates[12].acls[0].user"),
+        Some("secretsManagementSettings.observedCertificates[12]")
+    );
+    assert_eq!(
+        crate::certificate_entry(
+            "runtimeSettings[0].handlerSettings.publicSettings.secretsManagementSettings.observedCertificates[1]"
+        ),
+        Some(
+            "runtimeSettings[0].handlerSettings.publicSettings.secretsManagementSettings.observedCertificates[1]"
+        )
+    );
+    assert_eq!(
+        crate::certificate_entry("secretsManagementSettings.pollingIntervalInS"),
+        None
+    );
+    assert_eq!(
+        crate::certificate_entry("secretsManagementSettings.observedCertificates"),
+        None
     );
 }
