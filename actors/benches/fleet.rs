@@ -37,7 +37,7 @@ impl SecretSource for Vault {
         _url: &CertificateUrl,
         _t: &Token,
         _installed: Option<&str>,
-    ) -> Result<SecretBundle, SourceError> {
+    ) -> Result<Fetched, SourceError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let elapsed = self.start.elapsed();
         let window = elapsed.as_secs() / 10;
@@ -62,12 +62,12 @@ impl SecretSource for Vault {
                 "429",
             ));
         }
-        Ok(SecretBundle {
+        Ok(Fetched::New(SecretBundle {
             value: String::new().into(),
             content_type: "application/x-pem-file".into(),
             version: "v1".into(),
             enabled: true,
-        })
+        }))
     }
 }
 

@@ -74,6 +74,33 @@ impl fmt::Debug for SecretBundle {
     }
 }
 
+/// What a [`SecretSource`] found.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The answer is the version the caller said is installed: its value was not kept (an
+    /// unchanged poll need not copy, hold and zeroize the secret).
+    Unchanged { version: String, enabled: bool },
+    /// Another version (or the caller named none): the whole secret.
+    New(SecretBundle),
+}
+
+impl Fetched {
+    pub fn version(&self) -> &str {
+        match self {
+            Fetched::Unchanged { version, .. } => version,
+            Fetched::New(b) => &b.version,
+        }
+    }
+
+    /// `attributes.enabled`
+    pub fn enabled(&self) -> bool {
+        match self {
+            Fetched::Unchanged { enabled, .. } => *enabled,
+            Fetched::New(b) => b.enabled,
+        }
+    }
+}
+
 /// How a failed request should be treated. Decides retry and what the user is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -121,14 +148,14 @@ pub trait TokenSource: Send + Sync + 'static {
 /// Key Vault: fetches the current (or pinned) version of a secret.
 pub trait SecretSource: Send + Sync + 'static {
     /// `installed`: the version already on disk, when the caller will not use the value of
-    /// that same version. A source may then leave `value` empty if the answer is that
-    /// version (an unchanged poll need not copy, hold and zeroize the secret).
+    /// that same version. A source may then answer [`Fetched::Unchanged`] if the answer is
+    /// that version; it may always answer [`Fetched::New`].
     fn get(
         &self,
         url: &CertificateUrl,
         token: &Token,
         installed: Option<&str>,
-    ) -> impl Future<Output = Result<SecretBundle, SourceError>> + Send;
+    ) -> impl Future<Output = Result<Fetched, SourceError>> + Send;
 }
 
 /// An error from preparing or installing a certificate.

@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 use crate::backoff::{MAX_ATTEMPTS, initial_sync_delay, jittered};
 use crate::gate::GateHandle;
 use crate::port::{
-    CheckOutcome, ErrorClass, InstallReport, Installer, Observer, SecretSource, SourceError,
-    StoreStamp,
+    CheckOutcome, ErrorClass, Fetched, InstallReport, Installer, Observer, SecretSource,
+    SourceError, StoreStamp,
 };
 use crate::token::TokenHandle;
 use crate::vault::Vaults;
@@ -341,21 +341,31 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .acquire()
             .await
             .expect("the pipeline semaphore is never closed");
-        let secret = self.fetch(on_disk.as_deref()).await?;
-        if !secret.enabled {
+        let fetched = self.fetch(on_disk.as_deref()).await?;
+        if !fetched.enabled() {
             return Err(CheckError {
                 message: format!(
                     "version {} of secret {} in vault {} is disabled",
-                    secret.version, cert.url.name, cert.url.vault
+                    fetched.version(),
+                    cert.url.name,
+                    cert.url.vault
                 ),
                 fatal: false,
             });
         }
+        let secret = match fetched {
+            Fetched::New(secret)
+                if on_disk.as_deref() != Some(secret.version.as_str()) || force =>
+            {
+                secret
+            }
+            current => {
+                let version = current.version().to_owned();
+                debug!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "current");
+                return Ok(CheckOutcome::Current { version });
+            }
+        };
         let version = secret.version.clone();
-        if on_disk.as_deref() == Some(version.as_str()) && !force {
-            debug!(certificate = %self.name, store = %self.cert.store.display(), version = %version, "current");
-            return Ok(CheckOutcome::Current { version });
-        }
 
         let installer = shared.installer.clone();
         let c = cert.clone();
@@ -420,10 +430,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     }
 
     /// GET the secret through the vault's gate, refreshing the token once on 401.
-    async fn fetch(
-        &self,
-        installed: Option<&str>,
-    ) -> Result<crate::port::SecretBundle, CheckError> {
+    async fn fetch(&self, installed: Option<&str>) -> Result<Fetched, CheckError> {
         let shared = &self.shared;
         let url = &self.cert.url;
         let audience = url.cloud.audience();

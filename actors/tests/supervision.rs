@@ -26,7 +26,7 @@ impl SecretSource for PanickyVault {
         _url: &CertificateUrl,
         _token: &Token,
         _installed: Option<&str>,
-    ) -> Result<SecretBundle, SourceError> {
+    ) -> Result<Fetched, SourceError> {
         panic!("the vault client broke");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use akv_sync_actors::{ErrorClass, SecretBundle, SecretSource, SourceError, Token};
+use akv_sync_actors::{ErrorClass, Fetched, SecretBundle, SecretSource, SourceError, Token};
 use akv_sync_config::CertificateUrl;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -89,7 +89,7 @@ impl SecretSource for KeyVaultClient {
         url: &CertificateUrl,
         token: &Token,
         installed: Option<&str>,
-    ) -> Result<SecretBundle, SourceError> {
+    ) -> Result<Fetched, SourceError> {
         let resp = self
             .http
             .get(url.secret_url())
@@ -194,7 +194,7 @@ fn bundle(
     body: &[u8],
     url: &CertificateUrl,
     installed: Option<&str>,
-) -> Result<SecretBundle, SourceError> {
+) -> Result<Fetched, SourceError> {
     let unreadable = |why: String| {
         SourceError::new(
             ErrorClass::Transient,
@@ -226,20 +226,20 @@ fn bundle(
             ),
         )
     })?;
+    let enabled = head.attributes.enabled;
     // The version already installed: the caller will not use its value (see
     // `SecretSource::get`); the text is only checked to be there.
-    let value = if installed == Some(version.as_str()) {
-        Zeroizing::new(String::new())
-    } else {
-        let b: Value = serde_json::from_slice(body).map_err(|e| unreadable(e.to_string()))?;
-        Zeroizing::new(b.value.ok_or_else(|| unreadable("no `value`".into()))?)
-    };
-    Ok(SecretBundle {
+    if installed == Some(version.as_str()) {
+        return Ok(Fetched::Unchanged { version, enabled });
+    }
+    let b: Value = serde_json::from_slice(body).map_err(|e| unreadable(e.to_string()))?;
+    let value = Zeroizing::new(b.value.ok_or_else(|| unreadable("no `value`".into()))?);
+    Ok(Fetched::New(SecretBundle {
         value,
         content_type,
         version,
-        enabled: head.attributes.enabled,
-    })
+        enabled,
+    }))
 }
 
 fn vault_error(
@@ -337,7 +337,9 @@ mod tests {
     #[test]
     fn the_version_is_the_last_segment_of_the_id() {
         let body = br#"{"value":"x","contentType":"application/x-pem-file","id":"https://v.vault.azure.net/secrets/c/0123456789abcdef0123456789abcdef","attributes":{"enabled":true}}"#;
-        let b = bundle(body, &url(), None).unwrap();
+        let Fetched::New(b) = bundle(body, &url(), None).unwrap() else {
+            panic!("no version installed: the whole secret");
+        };
         assert_eq!(b.version, "0123456789abcdef0123456789abcdef");
         assert!(b.enabled);
         assert_eq!(b.value.as_str(), "x");
@@ -347,9 +349,14 @@ mod tests {
     fn the_value_of_the_installed_version_is_not_kept() {
         let body = br#"{"value":"secret","contentType":"application/x-pem-file","id":"https://v.vault.azure.net/secrets/c/0123456789abcdef0123456789abcdef","attributes":{"enabled":true}}"#;
         let same = bundle(body, &url(), Some("0123456789abcdef0123456789abcdef")).unwrap();
-        assert_eq!(same.version, "0123456789abcdef0123456789abcdef");
-        assert_eq!(same.value.as_str(), "", "not needed, not copied");
+        assert!(
+            matches!(&same, Fetched::Unchanged { version, enabled: true } if version == "0123456789abcdef0123456789abcdef"),
+            "not needed, not copied: {same:?}"
+        );
         let other = bundle(body, &url(), Some("ffffffffffffffffffffffffffffffff")).unwrap();
+        let Fetched::New(other) = other else {
+            panic!("another version: the whole secret");
+        };
         assert_eq!(other.value.as_str(), "secret");
         // Still an error when the value is missing, whichever version is installed.
         let no_value = br#"{"contentType":"application/x-pem-file","id":"https://v.vault.azure.net/secrets/c/0123456789abcdef0123456789abcdef"}"#;

@@ -58,8 +58,8 @@ impl SecretSource for FakeVault {
         &self,
         url: &CertificateUrl,
         _token: &Token,
-        _installed: Option<&str>,
-    ) -> Result<SecretBundle, SourceError> {
+        installed: Option<&str>,
+    ) -> Result<Fetched, SourceError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(5)).await;
         let key = (url.vault.clone(), url.name.clone());
@@ -84,12 +84,19 @@ impl SecretSource for FakeVault {
                 .ok_or_else(|| SourceError::new(ErrorClass::NotFound, "SecretNotFound"))?,
             None => versions.last().unwrap().clone(),
         };
-        Ok(SecretBundle {
+        // As Key Vault's client does: the installed version's value is not kept.
+        if installed == Some(version.as_str()) {
+            return Ok(Fetched::Unchanged {
+                version,
+                enabled: true,
+            });
+        }
+        Ok(Fetched::New(SecretBundle {
             value: format!("pem-of-{version}").into(),
             content_type: "application/x-pem-file".into(),
             version,
             enabled: true,
-        })
+        }))
     }
 }
 
