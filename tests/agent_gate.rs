@@ -36,25 +36,18 @@ async fn the_gate_ends_in_error_naming_what_failed_after_25_attempts() {
     );
     let status = settled(&agent).await;
     assert_eq!(status.state, State::Error, "{}", status.message);
+    // Only alpha/denied failed (ids name the store too).
+    assert_eq!(status.failed_count, 1, "{:?}", status.failures);
     assert!(
-        status.message.contains("alpha/denied"),
-        "{}",
-        status.message
+        status.failures[0].id.starts_with("alpha/denied in "),
+        "{:?}",
+        status.failures
     );
+    // The fix is part of what the user is told (403 → the role to grant).
     assert!(
-        status.message.contains("after 25 attempt(s)"),
+        status.failures[0].why.contains("Key Vault Secrets User"),
         "{}",
-        status.message
-    );
-    assert!(
-        status.message.contains("Key Vault Secrets User"),
-        "{}",
-        status.message
-    );
-    assert!(
-        !status.message.contains("alpha/ok in"),
-        "{}",
-        status.message
+        status.failures[0].why
     );
     let denied = w
         .emulator

@@ -51,4 +51,4 @@ pub use gate::{FirstSync, GateHandle, GateView};
 pub use port::*;
 pub use supervisor::{Agent, OnceResult, Ports, ReloadSummary, run_once};
 pub use token::TokenHandle;
-pub use watcher::{CheckError, certificate_id};
+pub use watcher::{Cause, CheckError, certificate_id};

@@ -108,13 +108,29 @@ pub fn first_sync_attempts(schema: akv_sync_config::Schema, require_initial_sync
     }
 }
 
-/// Why a check failed. The message is for humans and names no secret.
+/// Why a check failed. The message is for humans and names no secret; `cause` is for code.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct CheckError {
     pub message: String,
     /// Retrying cannot help until the settings or the host change.
     pub fatal: bool,
+    pub cause: Cause,
+}
+
+/// Where a check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Key Vault answered with an error, or could not be reached.
+    Vault(ErrorClass),
+    /// No token: the identity endpoint failed.
+    Token(ErrorClass),
+    /// The version Key Vault answered is disabled.
+    Disabled,
+    /// The material or the store refused the certificate (`fatal` as in [`CheckError`]).
+    Install,
+    /// The conversion task died.
+    Conversion,
 }
 
 impl From<SourceError> for CheckError {
@@ -122,6 +138,7 @@ impl From<SourceError> for CheckError {
         CheckError {
             message: e.message,
             fatal: false,
+            cause: Cause::Vault(e.class),
         }
     }
 }
@@ -131,6 +148,7 @@ impl From<crate::port::InstallError> for CheckError {
         CheckError {
             message: e.message,
             fatal: e.fatal,
+            cause: Cause::Install,
         }
     }
 }
@@ -351,6 +369,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                     cert.url.vault
                 ),
                 fatal: false,
+                cause: Cause::Disabled,
             });
         }
         let secret = match fetched {
@@ -374,6 +393,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .map_err(|e| CheckError {
                 message: format!("conversion task failed: {e}"),
                 fatal: false,
+                cause: Cause::Conversion,
             })??;
         // Whatever the install does, the next check reads the disk again.
         self.forget();
@@ -438,6 +458,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let no_token = |e: SourceError| CheckError {
             message: format!("no token for {audience}: {}", e.message),
             fatal: false,
+            cause: Cause::Token(e.class),
         };
         let mut token = shared.tokens.get(audience).await.map_err(no_token)?;
         let mut refreshed = false;
