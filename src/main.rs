@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the agent: keep every observed certificate in step with Key Vault (the daemon).
     Run(cli::run::Args),
-    /// One pass over every certificate; exit 0 only if all are installed and current.
+    /// One pass over every certificate, then the counts and what failed; exit 0 only if all are installed and current.
     Once(cli::once::Args),
     /// A local Key Vault + identity emulator with sample certificates, and the agent syncing them.
     #[cfg(feature = "emulator")]
