@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use akv_sync::cli;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Keeps the certificates a Linux host needs in step with Azure Key Vault.
 ///
@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the agent: keep every observed certificate in step with Key Vault (the daemon).
     Run(cli::run::Args),
-    /// One pass over every certificate; exit 0 only if all are installed and current.
+    /// One pass over every certificate, then the counts and what failed; exit 0 only if all are installed and current.
     Once(cli::once::Args),
     /// A local Key Vault + identity emulator with sample certificates, and the agent syncing them.
     #[cfg(feature = "emulator")]
@@ -37,8 +37,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    // `generate` (packaging: man pages, completions) is parsed but documented nowhere: it is
+    // added here and not to `Cli`, so the pages and completions it writes from `Cli` cannot
+    // list it (clap_complete writes hidden subcommands into its scripts).
+    let matches = Cli::command()
+        .subcommand(cli::generate::Args::command())
+        .get_matches();
+    if let Some(("generate", m)) = matches.subcommand() {
+        let args = cli::generate::Args::from_arg_matches(m).unwrap_or_else(|e| e.exit());
+        return finish(cli::generate::run(args, Cli::command()));
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    finish(match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Once(args) => cli::once::run(args),
         #[cfg(feature = "emulator")]
@@ -49,7 +59,11 @@ fn main() -> ExitCode {
         Command::Handler(args) => cli::handler::run(args),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => akv_sync_emulator::cli::run(args),
-    };
+    })
+}
+
+/// The exit code, or `akv-sync: error:` with the whole cause chain and 1.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {

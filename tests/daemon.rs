@@ -444,16 +444,22 @@ fn once_installs_and_reports_each_certificate_and_status_shows_them() {
         Some(1),
         "one certificate is missing: {stdout}"
     );
-    assert!(stdout.contains("installed  alpha/web"), "{stdout}");
-    assert!(stdout.contains("installed  alpha/api"), "{stdout}");
+    assert!(
+        stdout.starts_with("3 certificate(s): 2 installed, 0 already current, 1 failed\n"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("FAILED     alpha/missing") && stdout.contains("not found"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("2 of 3 certificate(s) installed and current"),
-        "{stdout}"
-    );
+    let control = env.emulator.control();
+    for name in ["web", "api"] {
+        assert_eq!(
+            installed(&env.store, "alpha", name),
+            control.current_version("alpha", name),
+            "{name}"
+        );
+    }
 
     // A second pass finds them current and writes nothing.
     let settings = env.write_settings(
@@ -464,12 +470,17 @@ fn once_installs_and_reports_each_certificate_and_status_shows_them() {
     );
     let before = std::fs::metadata(env.store.join("alpha.web")).unwrap();
     let out = env
-        .command(&["once", "--settings", settings.to_str().unwrap()])
+        .command(&["once", "--settings", settings.to_str().unwrap(), "--list"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("2 certificate(s): 0 installed, 2 already current, 0 failed\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("current    alpha/web"), "{stdout}");
+    assert!(stdout.contains("current    alpha/api"), "{stdout}");
     use std::os::unix::fs::MetadataExt;
     let after = std::fs::metadata(env.store.join("alpha.web")).unwrap();
     assert_eq!(
@@ -669,7 +680,9 @@ fn a_certificate_with_a_mistake_of_its_own_fails_alone_and_the_others_sync() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("observedCertificates[1]") && stdout.contains("2 of 3 certificate(s)"),
+        stdout.contains(
+            "FAILED     secretsManagementSettings.observedCertificates[1]  refused by the settings"
+        ) && stdout.starts_with("3 certificate(s): 0 installed, 2 already current, 1 failed\n"),
         "{stdout}"
     );
 }

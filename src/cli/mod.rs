@@ -3,6 +3,7 @@
 pub mod convert;
 #[cfg(feature = "emulator")]
 pub mod demo;
+pub mod generate;
 pub mod handler;
 pub mod handler_env;
 pub mod once;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use akv_sync_config::LoggingSettings;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -139,6 +141,36 @@ where
     }
 }
 
+/// Where the human-facing log lines go: stderr by default. A command drawing a progress bar
+/// passes a writer that prints above the bar, and may show only warnings and errors there
+/// (the file log and Fluentd keep `--log`'s level).
+pub struct Console {
+    writer: BoxMakeWriter,
+    at_least: Option<LevelFilter>,
+}
+
+impl Console {
+    /// Plain stderr, at `--log`'s level.
+    pub fn stderr() -> Self {
+        Console {
+            writer: BoxMakeWriter::new(std::io::stderr),
+            at_least: None,
+        }
+    }
+
+    /// `writer` (which writes to stderr its own way), showing only events at `at_least` or
+    /// more severe when given.
+    pub fn new<W>(writer: W, at_least: Option<LevelFilter>) -> Self
+    where
+        W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+    {
+        Console {
+            writer: BoxMakeWriter::new(writer),
+            at_least,
+        }
+    }
+}
+
 /// Install the global subscriber: stderr, plus the file log in `file_dir` (if given and
 /// writable), plus Fluentd (if `fluentd` is given). Later calls do nothing.
 pub fn init(
@@ -146,8 +178,23 @@ pub fn init(
     file_dir: Option<&Path>,
     fluentd_settings: Option<&LoggingSettings>,
 ) -> LogHandle {
+    init_with(args, Console::stderr(), file_dir, fluentd_settings)
+}
+
+/// [`init`] with the console lines going to `console`.
+pub fn init_with(
+    args: &LogArgs,
+    console: Console,
+    file_dir: Option<&Path>,
+    fluentd_settings: Option<&LoggingSettings>,
+) -> LogHandle {
     let mut handle = LogHandle::default();
-    let mut layers: Vec<Boxed> = vec![fmt_layer(args.log_format, std::io::stderr, false)];
+    let console_layer = fmt_layer(args.log_format, console.writer, false);
+    let console_layer = match console.at_least {
+        Some(level) => console_layer.with_filter(level).boxed(),
+        None => console_layer,
+    };
+    let mut layers: Vec<Boxed> = vec![console_layer];
     if let Some(dir) = file_dir {
         let opened = std::fs::create_dir_all(dir)
             .and_then(|_| RotatingFile::open(dir.join(LOG_FILE), LOG_MAX_BYTES, LOG_KEEP));
