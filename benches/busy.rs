@@ -542,9 +542,11 @@ fn orchestrate() {
     eprintln!("busy: service alone ({} s)", window.as_secs());
     service.start();
     std::thread::sleep(window);
+    let stats = service.stop();
+    eprintln!("busy: service alone {stats}");
     rows.push(Row {
         phase: "service alone".into(),
-        service: Some(service.stop()),
+        service: Some(stats),
         sync: None,
     });
 
@@ -580,9 +582,14 @@ fn orchestrate() {
         eprintln!("busy: {phase}");
         service.start();
         let s = sync(&settings, &store, &env, n, prio, groups.as_ref());
+        let stats = service.stop();
+        eprintln!(
+            "busy: sync {:.1} s, {:.2} s CPU, {} threads; service {stats}",
+            s.wall_s, s.cpu_s, s.peak_threads
+        );
         rows.push(Row {
             phase,
-            service: Some(service.stop()),
+            service: Some(stats),
             sync: Some(s),
         });
     }
