@@ -429,6 +429,70 @@ fn enable_again_restarts_and_downloads_nothing_a_killed_agent_comes_back_and_a_n
     assert!(installed_file(&env.store, "web") && installed_file(&env.store, "api"));
 }
 
+/// (nice, I/O priority class, I/O priority level) of thread `tid`.
+fn priorities(tid: i32) -> (i32, i64, i64) {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap();
+    // Field 19 is the nice value; fields from 3 on follow the command name's `)`.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let nice: i32 = after.split(' ').nth(19 - 3).unwrap().parse().unwrap();
+    // SAFETY: ioprio_get takes two integers and writes no memory of ours.
+    let io = unsafe { nix::libc::syscall(nix::libc::SYS_ioprio_get, 1, tid) };
+    assert!(
+        io >= 0,
+        "ioprio_get({tid}): {}",
+        std::io::Error::last_os_error()
+    );
+    (nice, io >> 13, io & ((1 << 13) - 1))
+}
+
+#[test]
+fn the_supervised_agent_runs_at_the_units_nice_and_io_priority() {
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec_spec_p12())
+        .unwrap();
+    let ext = Extension::lay_out(&env);
+    let _reaper = Reaper(ext.root.clone());
+    ext.write_settings_polling(&env, 0, &["web"], "3600");
+    assert!(ext.handler(&env, "install", Some(0)).status.success());
+    let out = ext.handler(&env, "enable", Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("supervises it itself"),
+        "the supervisor path (systemd is not PID 1): {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ext.wait_status(0, "success");
+    let agent = ext.pid().unwrap();
+    // Every thread of the agent (after its initial sync, its runtime and pool are up), as the
+    // packaged unit's Nice=10, IOSchedulingClass=best-effort, IOSchedulingPriority=7 would.
+    let c = akv_sync::cli::service::COURTESY;
+    let tasks: Vec<i32> = std::fs::read_dir(format!("/proc/{agent}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(tasks.len() > 1, "{tasks:?}");
+    for tid in tasks {
+        assert_eq!(
+            priorities(tid),
+            (c.nice, 2, i64::from(c.io_priority)),
+            "thread {tid}: (nice, I/O class (2: best-effort), I/O level)"
+        );
+    }
+    assert_eq!((c.nice, c.io_priority), (10, 7));
+    // The supervisor itself keeps the handler's priorities.
+    let supervisor: i32 = std::fs::read_to_string(ext.root.join("config/akv-sync.supervisor.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        priorities(supervisor).0,
+        priorities(std::process::id() as i32).0
+    );
+    assert!(ext.handler(&env, "disable", None).status.success());
+}
+
 fn ec_spec_p12() -> CertSpec {
     CertSpec {
         key: KeyKind::EcP256,

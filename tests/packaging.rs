@@ -462,3 +462,41 @@ fn the_deb_assets_list_every_file_scripts_package_generates_and_nothing_else() {
         assert!(root().join(src).exists(), "{src}");
     }
 }
+
+#[test]
+fn both_units_carry_the_courtesy_priorities_the_supervisor_applies() {
+    let lines = akv_sync::cli::service::COURTESY.unit_lines();
+    assert!(lines.contains("Nice=10\n") && lines.contains("IOSchedulingPriority=7\n"));
+    let packaged = std::fs::read_to_string(root().join("packaging/akv-sync.service")).unwrap();
+    assert!(packaged.contains(&lines), "{packaged}");
+    // The handler's unit, as `handler sandbox` writes it, then `systemd-analyze verify`.
+    let dir = tempfile::tempdir().unwrap();
+    let ext = dir.path().join("ext");
+    let units = dir.path().join("units");
+    handler_folder(&ext, &[&dir.path().join("store")]);
+    let out = Command::new(BIN)
+        .args(["handler", "--handler-dir"])
+        .arg(&ext)
+        .args(["sandbox", "--unit-dir"])
+        .arg(&units)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit = std::fs::read_to_string(units.join("akvvm_service.service")).unwrap();
+    assert!(unit.contains(&lines), "{unit}");
+    verify(&units, "akvvm_service.service");
+    // README names the values the units carry.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let c = akv_sync::cli::service::COURTESY;
+    assert!(
+        readme.contains(&format!(
+            "`Nice={}`, `CPUWeight={}`, `IOSchedulingPriority={}`",
+            c.nice, c.cpu_weight, c.io_priority
+        )),
+        "README's unit priorities"
+    );
+}

@@ -29,6 +29,64 @@ pub const STORES_DROP_IN: &str = "50-akv-sync-stores.conf";
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// How the agent yields CPU and disk to the services the certificates are for (issue 17
+/// point 3, "courteous on busy VMs"; measured in BENCHMARKS.md, "Busy VMs"). One value for the
+/// packaged unit, the handler's unit and the handler's own supervisor, so they cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Courtesy {
+    /// `Nice=`: the scheduler weight of each of the agent's threads (10: about a tenth of a
+    /// nice-0 thread's), what counts where there is no CPU controller.
+    pub nice: i32,
+    /// `CPUWeight=`: the unit's cgroup share against other units (default 100).
+    pub cpu_weight: u32,
+    /// `IOSchedulingClass=best-effort`, `IOSchedulingPriority=` (0 first … 7 last).
+    pub io_priority: u8,
+}
+
+/// The agent's priorities (see [`Courtesy`]).
+pub const COURTESY: Courtesy = Courtesy {
+    nice: 10,
+    cpu_weight: 20,
+    io_priority: 7,
+};
+
+/// `ioprio_set`'s class of best-effort I/O (`IOPRIO_CLASS_BE`).
+const IOPRIO_CLASS_BE: i64 = 2;
+/// `IOPRIO_WHO_PROCESS`.
+const IOPRIO_WHO_PROCESS: i64 = 1;
+/// The class's position in an I/O priority value (`IOPRIO_CLASS_SHIFT`).
+const IOPRIO_CLASS_SHIFT: i64 = 13;
+
+impl Courtesy {
+    /// The `[Service]` lines of a unit that runs the agent.
+    pub fn unit_lines(&self) -> String {
+        format!(
+            "Nice={}\nCPUWeight={}\nIOSchedulingClass=best-effort\nIOSchedulingPriority={}\n",
+            self.nice, self.cpu_weight, self.io_priority
+        )
+    }
+
+    /// Give the calling thread (in a child between fork and exec: the process to be) this
+    /// nice value and best-effort I/O at this priority: what systemd does for `Nice=` and
+    /// `IOScheduling*=`. Threads created later inherit both. Async-signal-safe (two system
+    /// calls, no allocation), so it may run in `pre_exec`.
+    pub fn apply_to_this_thread(&self) -> std::io::Result<()> {
+        // SAFETY: setpriority has no memory-safety preconditions; `0` names the caller.
+        if unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, self.nice) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let value = (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | i64::from(self.io_priority);
+        // SAFETY: ioprio_set takes three integers and touches no memory of ours; `0` names
+        // the caller.
+        if unsafe { nix::libc::syscall(nix::libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) }
+            != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 /// Whether systemd is the init system (`sd_booted()`: `/run/systemd/system` exists).
 pub fn systemd_is_pid1() -> bool {
     Path::new("/run/systemd/system").is_dir()
@@ -91,8 +149,8 @@ fn unit_word(s: &str) -> String {
     }
 }
 
-/// The handler's unit: the packaged unit's hardening, with the extension's own folders
-/// writable. The stores come in the [`STORES_DROP_IN`] drop-in.
+/// The handler's unit: the packaged unit's priorities ([`COURTESY`]) and hardening, with the
+/// extension's own folders writable. The stores come in the [`STORES_DROP_IN`] drop-in.
 pub fn unit_text(exe: &Path, env: &HandlerEnvironment, seq: u64) -> String {
     let exec: Vec<String> = std::iter::once(exe.display().to_string())
         .chain(agent_args(env, seq))
@@ -119,6 +177,7 @@ RestartSec=5s\n\
 TimeoutStartSec=30min\n\
 TimeoutStopSec=60s\n\
 LimitNOFILE=65536\n\
+{courtesy}\
 NoNewPrivileges=yes\n\
 ProtectSystem=strict\n\
 ReadWritePaths=/var/lib/waagent /var/log/azure {writable}\n\
@@ -145,6 +204,7 @@ UMask=0077\n\
 WantedBy=multi-user.target\n",
         exec = exec.join(" "),
         writable = writable.join(" "),
+        courtesy = COURTESY.unit_lines(),
     )
 }
 
@@ -279,7 +339,17 @@ pub fn supervise(env: &HandlerEnvironment, agent_pid_file: &Path) -> anyhow::Res
         let mut announced = false;
         loop {
             let seq = linked_sequence(env).context("the settings link names no sequence")?;
-            let mut child = tokio::process::Command::new(&exe)
+            let mut cmd = tokio::process::Command::new(&exe);
+            // The unit's priorities (systemd is not there to set them). A system that refuses
+            // them (a seccomp filter) still gets its certificates.
+            // SAFETY: `apply_to_this_thread` is async-signal-safe (two system calls).
+            unsafe {
+                cmd.pre_exec(|| {
+                    let _ = COURTESY.apply_to_this_thread();
+                    Ok(())
+                });
+            }
+            let mut child = cmd
                 .args(agent_args(env, seq))
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
