@@ -390,7 +390,7 @@ fn sync(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         // Its info log (one line per certificate) is part of its cost; the exit status and
-        // the `installed` lines say whether it worked.
+        // the summary's count of installed certificates say whether it worked.
         .stderr(Stdio::null());
     if let Some(c) = prio.courtesy {
         // SAFETY: `apply_to_this_thread` is async-signal-safe (two system calls).
@@ -409,14 +409,11 @@ fn sync(
     if let Some(g) = groups {
         g.add("agent", pid);
     }
-    // Count `installed` lines while sampling the agent's thread count.
+    // Read the summary while sampling the agent's thread count.
     let out = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .filter(|l| l.starts_with("installed"))
-            .count()
+        let lines: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
+        installed_count(&lines)
     });
     let mut peak_threads = 0;
     while !reader.is_finished() {
@@ -651,4 +648,17 @@ fn print_table(n: usize, rows: &[Row]) {
             r.phase
         );
     }
+}
+
+/// How many certificates `once` installed: its summary's counts line (`N certificate(s): X
+/// installed, …`), or, from a build older than that summary (`AKV_BUSY_BIN`), its
+/// `installed  <id>  <version>` lines.
+fn installed_count(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(" certificate(s): ")?;
+            rest.split_once(" installed")?.0.parse().ok()
+        })
+        .unwrap_or_else(|| lines.iter().filter(|l| l.starts_with("installed")).count())
 }
