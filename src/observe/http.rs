@@ -33,6 +33,41 @@ pub fn readiness(
 /// Decides `/readyz`: `Ok` when ready, else why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// How the metrics address was unavailable before it could be served (in use, refused):
+/// `/healthz` reports it, since it could not answer meanwhile.
+#[derive(Debug, Clone, Default)]
+pub struct Unavailable {
+    failures: u32,
+    since: Option<std::time::SystemTime>,
+    last_error: Option<String>,
+}
+
+impl Unavailable {
+    /// One more failed attempt to listen.
+    pub fn failed(&mut self, e: &std::io::Error) {
+        self.failures = self.failures.saturating_add(1);
+        self.since.get_or_insert_with(std::time::SystemTime::now);
+        self.last_error = Some(e.to_string());
+    }
+
+    /// `/healthz`'s body: `ok`, then what kept the address from being served, if anything.
+    fn healthz(&self, addr: Option<std::net::SocketAddr>) -> String {
+        let mut body = String::from("ok\n");
+        if let (Some(e), Some(since)) = (&self.last_error, self.since) {
+            let waited = std::time::SystemTime::now()
+                .duration_since(since)
+                .unwrap_or_default()
+                .as_secs();
+            let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+            body.push_str(&format!(
+                "metrics address {addr} was unavailable for {waited} s ({} failed attempt(s), last: {e}) before it was served; certificates kept syncing\n",
+                self.failures
+            ));
+        }
+        body
+    }
+}
+
 /// Connections served at once; more are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send a request's header (also between requests of a connection).
@@ -50,9 +85,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Readiness,
+    unavailable: Unavailable,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(metrics, ready);
+    let healthz = Arc::new(unavailable.healthz(listener.local_addr().ok()));
+    let app = router(metrics, ready, healthz);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -91,12 +128,18 @@ pub async fn serve(
     Ok(())
 }
 
-fn router(metrics: Arc<Metrics>, ready: Readiness) -> axum::Router {
+fn router(metrics: Arc<Metrics>, ready: Readiness, healthz: Arc<String>) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     let r = ready.clone();
     axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let body = healthz.clone();
+                async move { (*body).clone() }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

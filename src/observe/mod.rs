@@ -119,13 +119,16 @@ impl Observability {
         });
         let metrics = self.fanout.metrics.clone();
         // An address in use (or refused) must not stop certificate syncing: keep retrying
-        // with backoff, say so in the log, and serve once the address is free.
+        // with backoff, say so in the log, and serve once the address is free; `/healthz`
+        // then tells how long it could not be served.
         Ok(tokio::spawn(async move {
             let mut wait = Duration::from_secs(1);
+            let mut unavailable = http::Unavailable::default();
             let listener = loop {
                 match tokio::net::TcpListener::bind(addr).await {
                     Ok(l) => break l,
                     Err(e) => {
+                        unavailable.failed(&e);
                         tracing::warn!(address = %addr, error = %e, retry_in = ?wait,
                             "metrics address unavailable; certificates keep syncing, will retry");
                         tokio::select! {
@@ -137,7 +140,7 @@ impl Observability {
                 }
             };
             tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-            http::serve(listener, metrics, ready, shutdown).await
+            http::serve(listener, metrics, ready, unavailable, shutdown).await
         }))
     }
 }
