@@ -18,7 +18,14 @@ struct Extension {
 
 impl Extension {
     fn lay_out(env: &Env) -> Extension {
-        let root = env.path("Microsoft.Azure.KeyVault.KeyVaultForLinux-3.0.0");
+        Self::lay_out_version(env, "3.0.0")
+    }
+
+    /// The folder the VM agent makes for `version` of the extension, beside the others.
+    fn lay_out_version(env: &Env, version: &str) -> Extension {
+        let root = env.path(&format!(
+            "Microsoft.Azure.KeyVault.KeyVaultForLinux-{version}"
+        ));
         for d in ["config", "status", "logs"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
@@ -427,6 +434,80 @@ fn enable_again_restarts_and_downloads_nothing_a_killed_agent_comes_back_and_a_n
     assert!(ext.pid().is_none());
     assert!(ext.handler(&env, "uninstall", Some(1)).status.success());
     assert!(installed_file(&env.store, "web") && installed_file(&env.store, "api"));
+}
+
+/// The VM agent's upgrade (WALinuxAgent's `handle_update`): the old version's `disable`, the
+/// new one's `update`, the old one's `uninstall`, then the new one's `install` and `enable`.
+/// The new agent is running from `update` on, the old `uninstall` leaves it alone, the new
+/// `enable` restarts nothing, and the installed files are never touched.
+#[test]
+fn an_upgrade_hands_over_at_update_and_the_new_enable_restarts_nothing() {
+    let env = Env::start();
+    env.emulator
+        .control()
+        .create_certificate("alpha", "web", ec_spec_p12())
+        .unwrap();
+    let old = Extension::lay_out_version(&env, "3.0.0");
+    let new = Extension::lay_out_version(&env, "3.1.0");
+    let (_old_reaper, _new_reaper) = (Reaper(old.root.clone()), Reaper(new.root.clone()));
+    old.write_settings_polling(&env, 0, &["web"], "3600");
+    new.write_settings_polling(&env, 0, &["web"], "3600");
+
+    assert!(old.handler(&env, "install", Some(0)).status.success());
+    assert!(old.handler(&env, "enable", Some(0)).status.success());
+    old.wait_status(0, "success");
+    let old_agent = old.pid().unwrap();
+    let version = installed(&env.store, "alpha", "web").unwrap();
+    let file = env.store.join(format!("alpha.web.{version}"));
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let file_inode = inode(&file);
+
+    // Old disable: the old agent stops; the certificate stays.
+    assert!(old.handler(&env, "disable", Some(0)).status.success());
+    assert!(!alive(old_agent));
+    assert_eq!(inode(&file), file_inode);
+
+    // New update: the new version's agent starts at once (the gap is the time between the
+    // two commands), on the settings already in its folder.
+    let out = new.handler(&env, "update", Some(0));
+    assert!(
+        out.status.success(),
+        "update: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    new.wait_status(0, "success");
+    let new_agent = new.pid().expect("update started the new agent");
+    assert!(alive(new_agent));
+    let downloads = secret_requests(&env, "web");
+
+    // Old uninstall stops only what is its own.
+    let out = old.handler(&env, "uninstall", Some(0));
+    assert!(out.status.success());
+    assert!(
+        alive(new_agent),
+        "the old uninstall left the new agent running"
+    );
+
+    // New install and enable: nothing restarts, nothing is downloaded again.
+    assert!(new.handler(&env, "install", Some(0)).status.success());
+    let out = new.handler(&env, "enable", Some(0));
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing restarted"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(new.pid(), Some(new_agent));
+    assert_eq!(secret_requests(&env, "web"), downloads);
+    assert_eq!(installed(&env.store, "alpha", "web"), Some(version));
+    assert_eq!(
+        inode(&file),
+        file_inode,
+        "the installed file was never rewritten"
+    );
+
+    assert!(new.handler(&env, "disable", Some(0)).status.success());
+    assert!(!alive(new_agent));
 }
 
 /// (nice, I/O priority class, I/O priority level) of thread `tid`.
