@@ -74,7 +74,7 @@ pub struct ConfigError {
 }
 
 /// A warning about the settings (unknown key, ignored Windows-only key, …).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
     pub path: String,
     pub message: String,

@@ -16,8 +16,9 @@ pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(3600);
 /// The IMDS identity endpoint used when `authenticationSettings` is absent.
 pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity";
 
-/// Which wrapper the settings object was found in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which wrapper the settings object was found in. Serialised as its [name](Wrapper::as_str).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "&'static str")]
 pub enum Wrapper {
     /// `{ "secretsManagementSettings": … }`
     Bare,
@@ -27,13 +28,56 @@ pub enum Wrapper {
     HandlerSettings,
 }
 
-/// Which schema generation the settings use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Wrapper {
+    /// Its name in `validate`'s report: `bare`, `armResource`, `handlerSettings`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wrapper::Bare => "bare",
+            Wrapper::ArmResource => "armResource",
+            Wrapper::HandlerSettings => "handlerSettings",
+        }
+    }
+
+    /// What it is, for people.
+    pub fn description(self) -> &'static str {
+        match self {
+            Wrapper::Bare => "bare settings",
+            Wrapper::ArmResource => "ARM extension resource",
+            Wrapper::HandlerSettings => "VM-agent handler settings",
+        }
+    }
+}
+
+impl From<Wrapper> for &'static str {
+    fn from(w: Wrapper) -> Self {
+        w.as_str()
+    }
+}
+
+/// Which schema generation the settings use. Serialised as its [name](Schema::as_str).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "&'static str")]
 pub enum Schema {
     /// 1.x / 2.x: `observedCertificates` is an array of URL strings.
     V2,
     /// 3.x: `observedCertificates` is an array of objects.
     V3,
+}
+
+impl Schema {
+    /// `1.x/2.x` or `3.x`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Schema::V2 => "1.x/2.x",
+            Schema::V3 => "3.x",
+        }
+    }
+}
+
+impl From<Schema> for &'static str {
+    fn from(s: Schema) -> Self {
+        s.as_str()
+    }
 }
 
 /// The sovereign cloud a vault lives in; it decides the token audience.
@@ -109,8 +153,9 @@ impl CertificateUrl {
     }
 }
 
-/// A user or group named in `acls`: a name, or a numeric id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A user or group named in `acls`: a name, or a numeric id (serialised as it was written).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(untagged)]
 pub enum Principal {
     Name(String),
     Id(u32),
@@ -126,9 +171,11 @@ impl std::fmt::Display for Principal {
 }
 
 /// One entry of `acls`: read access for a user, a group, or both.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct AclGrant {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Principal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Principal>,
 }
 
@@ -191,6 +238,22 @@ pub struct HookSpec {
     pub timeout: Duration,
 }
 
+/// As written in the settings: `command` or `reloadUnit` (the other null), and `timeoutInS`.
+impl serde::Serialize for HookSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (command, reload_unit) = match &self.hook {
+            Hook::Command(argv) => (Some(argv), None),
+            Hook::ReloadUnit(unit) => (None, Some(unit)),
+        };
+        let mut st = s.serialize_struct("HookSpec", 3)?;
+        st.serialize_field("command", &command)?;
+        st.serialize_field("reloadUnit", &reload_unit)?;
+        st.serialize_field("timeoutInS", &self.timeout.as_secs())?;
+        st.end()
+    }
+}
+
 /// One observed certificate, fully resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObservedCertificate {
@@ -228,6 +291,17 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// `systemAssigned`, `userAssigned` (by client id or resource id) or `arc`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identity::SystemAssigned { .. } => "systemAssigned",
+            Identity::UserAssigned { .. } | Identity::UserAssignedByResourceId { .. } => {
+                "userAssigned"
+            }
+            Identity::Arc { .. } => "arc",
+        }
+    }
+
     /// The identity endpoint, normalised to end in `/metadata/identity` (no `/oauth2/token`).
     pub fn endpoint(&self) -> &str {
         match self {
@@ -239,8 +313,30 @@ impl Identity {
     }
 }
 
-/// `loggingSettings`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `kind` (`systemAssigned`, `userAssigned`, `arc`), `endpoint`, `clientId` (null unless
+/// given), and `resourceId` for a user-assigned identity named by its resource id.
+impl serde::Serialize for Identity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (client_id, resource_id) = match self {
+            Identity::UserAssigned { client_id, .. } => (Some(client_id), None),
+            Identity::UserAssignedByResourceId { resource_id, .. } => (None, Some(resource_id)),
+            Identity::SystemAssigned { .. } | Identity::Arc { .. } => (None, None),
+        };
+        let mut st = s.serialize_struct("Identity", 4)?;
+        st.serialize_field("kind", self.kind())?;
+        st.serialize_field("endpoint", self.endpoint())?;
+        st.serialize_field("clientId", &client_id)?;
+        match resource_id {
+            Some(id) => st.serialize_field("resourceId", id)?,
+            None => st.skip_field("resourceId")?,
+        }
+        st.end()
+    }
+}
+
+/// `loggingSettings` (serialised with the settings' own key names).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoggingSettings {
     /// "fluentd"
     pub logger: String,
@@ -250,23 +346,29 @@ pub struct LoggingSettings {
     /// "forward"
     pub format: String,
     /// The Fluentd tag, e.g. "akvvm_service".
+    #[serde(rename = "servicename")]
     pub service_name: String,
 }
 
 /// Process-wide akv-sync extensions (top-level `akvSyncSettings`), ignored by the original.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised with the settings' own key names.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AgentSettings {
     /// Run after any batch of certificates changed together.
+    #[serde(rename = "onChange")]
     pub hook: Option<HookSpec>,
     /// Loopback address for `/metrics`, `/healthz`, `/readyz`; off when `None`.
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Warn when an installed certificate expires within this many days.
     pub expiry_warning_days: u32,
     /// Keep at most this many versions per certificate; `None` keeps all (the original's behaviour).
+    #[serde(rename = "pruneKeepVersions")]
     pub prune_keep: Option<usize>,
     /// At most this many requests in flight toward one vault.
     pub max_concurrency_per_vault: usize,
     /// Fraction of the polling interval used to spread checks (0.0 to 1.0).
+    #[serde(rename = "pollingJitter")]
     pub jitter: f64,
     /// Give principals granted in `acls` traverse-only entries on the folders above their
     /// store that keep them out (`traverseAncestors`, default true).

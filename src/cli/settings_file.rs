@@ -12,8 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use akv_sync_config::{
-    ConfigError, Detected, ErrorKind, ObservedCertificate, Parsed, Principal, Schema, Settings,
-    Warning, Wrapper,
+    ConfigError, Detected, ErrorKind, ObservedCertificate, Parsed, Principal, Settings, Warning,
 };
 
 /// Settings that cannot be used at all.
@@ -111,8 +110,8 @@ pub fn load_or_exit(path: &Path) -> Result<Loaded, std::process::ExitCode> {
 pub fn log_parsed(loaded: &Loaded) {
     let parsed = &loaded.parsed;
     tracing::debug!(
-        wrapper = wrapper_name(parsed.settings.wrapper),
-        schema = schema_name(parsed.settings.schema),
+        wrapper = parsed.settings.wrapper.description(),
+        schema = parsed.settings.schema.as_str(),
         "settings found"
     );
     for w in &parsed.warnings {
@@ -145,21 +144,6 @@ pub fn refused(parsed: &Parsed) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-pub fn wrapper_name(w: Wrapper) -> &'static str {
-    match w {
-        Wrapper::Bare => "bare settings object",
-        Wrapper::ArmResource => "ARM extension resource",
-        Wrapper::HandlerSettings => "VM-agent handler settings",
-    }
-}
-
-pub fn schema_name(s: Schema) -> &'static str {
-    match s {
-        Schema::V2 => "1.x/2.x",
-        Schema::V3 => "3.x",
-    }
 }
 
 /// What only this host can tell: each ACL user and group must exist (names and numeric ids

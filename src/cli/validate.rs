@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use akv_sync_config::{
-    AclGrant, ErrorKind, Hook, HookSpec, Identity, ObservedCertificate, Parsed, Principal, Schema,
-    Settings, Warning, Wrapper,
+    AclGrant, AgentSettings, ErrorKind, Hook, HookSpec, Identity, LoggingSettings,
+    ObservedCertificate, Parsed, Schema, Settings, Warning, Wrapper,
 };
 use serde::Serialize;
 
@@ -93,8 +93,8 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
         Err(SettingsFileError::Invalid {
             errors, detected, ..
         }) => {
-            report.wrapper = detected.wrapper.map(wrapper_name);
-            report.schema = detected.schema.map(schema_name);
+            report.wrapper = detected.wrapper;
+            report.schema = detected.schema;
             report.errors = errors
                 .into_iter()
                 .map(|e| Problem::from_kind(e.kind, e.path, e.message))
@@ -110,9 +110,7 @@ pub fn validate_file(path: &Path, host_checks: bool) -> (Report, u8) {
         },
         host_errors,
     } = loaded;
-    report
-        .warnings
-        .extend(warnings.into_iter().map(WarningOut::from));
+    report.warnings.extend(warnings);
     report.usable = true;
     report.errors = refused
         .into_iter()
@@ -137,59 +135,19 @@ pub struct Report {
     pub usable: bool,
     pub file: String,
     /// `bare`, `armResource`, `handlerSettings`; null when it cannot be told.
-    pub wrapper: Option<&'static str>,
+    pub wrapper: Option<Wrapper>,
     /// `3.x` or `1.x/2.x`; null when it cannot be told.
-    pub schema: Option<&'static str>,
-    pub identity: Option<IdentityOut>,
+    pub schema: Option<Schema>,
+    pub identity: Option<Identity>,
     pub polling_interval_in_s: Option<u64>,
     pub require_initial_sync: Option<bool>,
     pub acl_enabled: Option<bool>,
-    pub logging: Option<LoggingOut>,
-    pub agent: Option<AgentOut>,
+    pub logging: Option<LoggingSettings>,
+    /// The `akvSyncSettings`, defaults filled in.
+    pub agent: Option<AgentSettings>,
     pub certificates: Vec<CertificateOut>,
-    pub warnings: Vec<WarningOut>,
+    pub warnings: Vec<Warning>,
     pub errors: Vec<Problem>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IdentityOut {
-    /// `systemAssigned`, `userAssigned`, `arc`
-    pub kind: &'static str,
-    pub endpoint: String,
-    pub client_id: Option<String>,
-    /// A user-assigned identity named by its resource id (sent to IMDS as `msi_res_id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_id: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoggingOut {
-    pub logger: String,
-    pub host: String,
-    pub port: u16,
-    pub format: String,
-    pub servicename: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentOut {
-    pub on_change: Option<HookOut>,
-    pub metrics_address: Option<String>,
-    pub expiry_warning_days: u32,
-    pub prune_keep_versions: Option<usize>,
-    pub max_concurrency_per_vault: usize,
-    pub polling_jitter: f64,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HookOut {
-    pub command: Option<Vec<String>>,
-    pub reload_unit: Option<String>,
-    pub timeout_in_s: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -207,24 +165,9 @@ pub struct CertificateOut {
     /// `<store>/<vault>.<name>`, then the custom link if any.
     pub links: Vec<String>,
     /// The ACL grants, or null when ACLs are disabled.
-    pub acl: Option<Vec<AclOut>>,
+    pub acl: Option<Vec<AclGrant>>,
     pub outputs: OutputsOut,
-    pub on_change: Option<HookOut>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AclOut {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<PrincipalOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<PrincipalOut>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum PrincipalOut {
-    Name(String),
-    Id(u32),
+    pub on_change: Option<HookSpec>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -242,67 +185,10 @@ pub struct OutputsOut {
     pub pfx_friendly_name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct WarningOut {
-    pub path: String,
-    pub message: String,
-}
-
-impl From<Warning> for WarningOut {
-    fn from(w: Warning) -> Self {
-        WarningOut {
-            path: w.path,
-            message: w.message,
-        }
-    }
-}
-
-fn wrapper_name(w: Wrapper) -> &'static str {
-    match w {
-        Wrapper::Bare => "bare",
-        Wrapper::ArmResource => "armResource",
-        Wrapper::HandlerSettings => "handlerSettings",
-    }
-}
-
-fn schema_name(s: Schema) -> &'static str {
-    match s {
-        Schema::V2 => "1.x/2.x",
-        Schema::V3 => "3.x",
-    }
-}
-
-fn principal_out(p: &Principal) -> PrincipalOut {
-    match p {
-        Principal::Name(n) => PrincipalOut::Name(n.clone()),
-        Principal::Id(i) => PrincipalOut::Id(*i),
-    }
-}
-
-fn hook_out(h: &HookSpec) -> HookOut {
-    let (command, reload_unit) = match &h.hook {
-        Hook::Command(argv) => (Some(argv.clone()), None),
-        Hook::ReloadUnit(u) => (None, Some(u.clone())),
-    };
-    HookOut {
-        command,
-        reload_unit,
-        timeout_in_s: h.timeout.as_secs(),
-    }
-}
-
 fn certificate_out(c: &ObservedCertificate, acl_enabled: bool) -> CertificateOut {
     let mut links = vec![c.link_path().display().to_string()];
     links.extend(c.custom_link_path().map(|l| l.display().to_string()));
-    let acl = acl_enabled.then(|| {
-        c.acls
-            .iter()
-            .map(|AclGrant { user, group }| AclOut {
-                user: user.as_ref().map(principal_out),
-                group: group.as_ref().map(principal_out),
-            })
-            .collect()
-    });
+    let acl = acl_enabled.then(|| c.acls.clone());
     CertificateOut {
         path: c.json_path.clone(),
         vault: c.url.vault.clone(),
@@ -333,7 +219,7 @@ fn certificate_out(c: &ObservedCertificate, acl_enabled: bool) -> CertificateOut
                     .unwrap_or_else(|| c.url.name.clone())
             }),
         },
-        on_change: c.hook.as_ref().map(hook_out),
+        on_change: c.hook.clone(),
     }
 }
 
@@ -358,59 +244,14 @@ impl Report {
     }
 
     fn fill(&mut self, s: &Settings) {
-        self.wrapper = Some(wrapper_name(s.wrapper));
-        self.schema = Some(schema_name(s.schema));
-        self.identity = Some(match &s.identity {
-            Identity::SystemAssigned { endpoint } => IdentityOut {
-                kind: "systemAssigned",
-                endpoint: endpoint.clone(),
-                client_id: None,
-                resource_id: None,
-            },
-            Identity::UserAssigned {
-                endpoint,
-                client_id,
-            } => IdentityOut {
-                kind: "userAssigned",
-                endpoint: endpoint.clone(),
-                client_id: Some(client_id.clone()),
-                resource_id: None,
-            },
-            Identity::UserAssignedByResourceId {
-                endpoint,
-                resource_id,
-            } => IdentityOut {
-                kind: "userAssigned",
-                endpoint: endpoint.clone(),
-                client_id: None,
-                resource_id: Some(resource_id.clone()),
-            },
-            Identity::Arc { endpoint } => IdentityOut {
-                kind: "arc",
-                endpoint: endpoint.clone(),
-                client_id: None,
-                resource_id: None,
-            },
-        });
+        self.wrapper = Some(s.wrapper);
+        self.schema = Some(s.schema);
+        self.identity = Some(s.identity.clone());
         self.polling_interval_in_s = Some(s.polling_interval.as_secs());
         self.require_initial_sync = Some(s.require_initial_sync);
         self.acl_enabled = Some(s.acl_enabled);
-        self.logging = s.logging.as_ref().map(|l| LoggingOut {
-            logger: l.logger.clone(),
-            host: l.host.clone(),
-            port: l.port,
-            format: l.format.clone(),
-            servicename: l.service_name.clone(),
-        });
-        let a = &s.agent;
-        self.agent = Some(AgentOut {
-            on_change: a.hook.as_ref().map(hook_out),
-            metrics_address: a.metrics_address.map(|m| m.to_string()),
-            expiry_warning_days: a.expiry_warning_days,
-            prune_keep_versions: a.prune_keep,
-            max_concurrency_per_vault: a.max_concurrency_per_vault,
-            polling_jitter: a.jitter,
-        });
+        self.logging = s.logging.clone();
+        self.agent = Some(s.agent.clone());
         self.certificates = s
             .certificates
             .iter()
@@ -422,26 +263,11 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // Text output
 
-fn describe_wrapper(w: &str) -> &'static str {
-    match w {
-        "bare" => "bare settings",
-        "armResource" => "ARM extension resource",
-        _ => "VM-agent handler settings",
-    }
-}
-
-fn hook_text(h: &HookOut) -> String {
-    match (&h.command, &h.reload_unit) {
-        (Some(argv), _) => format!("run {:?} (timeout {} s)", argv, h.timeout_in_s),
-        (_, Some(unit)) => format!("reload {unit} (timeout {} s)", h.timeout_in_s),
-        _ => String::new(),
-    }
-}
-
-fn principal_text(p: &PrincipalOut) -> String {
-    match p {
-        PrincipalOut::Name(n) => n.clone(),
-        PrincipalOut::Id(i) => i.to_string(),
+fn hook_text(h: &HookSpec) -> String {
+    let timeout = h.timeout.as_secs();
+    match &h.hook {
+        Hook::Command(argv) => format!("run {argv:?} (timeout {timeout} s)"),
+        Hook::ReloadUnit(unit) => format!("reload {unit} (timeout {timeout} s)"),
     }
 }
 
@@ -464,16 +290,8 @@ pub fn certificate_line(c: &CertificateOut) -> String {
             .iter()
             .map(|g| {
                 let mut parts = Vec::new();
-                parts.extend(
-                    g.user
-                        .as_ref()
-                        .map(|u| format!("user:{}", principal_text(u))),
-                );
-                parts.extend(
-                    g.group
-                        .as_ref()
-                        .map(|u| format!("group:{}", principal_text(u))),
-                );
+                parts.extend(g.user.as_ref().map(|u| format!("user:{u}")));
+                parts.extend(g.group.as_ref().map(|g| format!("group:{g}")));
                 parts.join("+")
             })
             .collect::<Vec<_>>()
@@ -501,27 +319,30 @@ pub fn certificate_line(c: &CertificateOut) -> String {
 }
 
 fn write_plan(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let wrapper = r.wrapper.unwrap_or("?");
     writeln!(out, "settings: {}", r.file)?;
-    writeln!(
-        out,
-        "found: {} ({wrapper}), schema {}",
-        describe_wrapper(wrapper),
-        r.schema.unwrap_or("?")
-    )?;
+    if let Some(w) = r.wrapper {
+        writeln!(
+            out,
+            "found: {} ({}), schema {}",
+            w.description(),
+            w.as_str(),
+            r.schema.map_or("?", Schema::as_str)
+        )?;
+    }
     if let Some(id) = &r.identity {
-        match (&id.client_id, &id.resource_id) {
-            (Some(client), _) => writeln!(
+        let (kind, endpoint) = (id.kind(), id.endpoint());
+        match id {
+            Identity::UserAssigned { client_id, .. } => writeln!(
                 out,
-                "identity: {} (client id {client}) via {}",
-                id.kind, id.endpoint
+                "identity: {kind} (client id {client_id}) via {endpoint}"
             )?,
-            (None, Some(resource)) => writeln!(
+            Identity::UserAssignedByResourceId { resource_id, .. } => writeln!(
                 out,
-                "identity: {} (resource id {resource}, sent as msi_res_id) via {}",
-                id.kind, id.endpoint
+                "identity: {kind} (resource id {resource_id}, sent as msi_res_id) via {endpoint}"
             )?,
-            (None, None) => writeln!(out, "identity: {} via {}", id.kind, id.endpoint)?,
+            Identity::SystemAssigned { .. } | Identity::Arc { .. } => {
+                writeln!(out, "identity: {kind} via {endpoint}")?
+            }
         }
     }
     writeln!(
@@ -535,22 +356,25 @@ fn write_plan(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         writeln!(
             out,
             "logging: {} {} to {}:{} (tag {})",
-            l.logger, l.format, l.host, l.port, l.servicename
+            l.logger, l.format, l.host, l.port, l.service_name
         )?;
     }
     if let Some(a) = &r.agent {
         let mut parts = vec![
             format!("expiry warning {} days", a.expiry_warning_days),
             format!("at most {} requests per vault", a.max_concurrency_per_vault),
-            format!("jitter {}", a.polling_jitter),
+            format!("jitter {}", a.jitter),
         ];
-        if let Some(k) = a.prune_keep_versions {
+        if let Some(k) = a.prune_keep {
             parts.push(format!("keep {k} versions"));
         }
         if let Some(m) = &a.metrics_address {
             parts.push(format!("metrics on {m}"));
         }
-        if let Some(h) = &a.on_change {
+        if !a.traverse_ancestors {
+            parts.push("no traverse entries above stores (traverseAncestors off)".into());
+        }
+        if let Some(h) = &a.hook {
             parts.push(format!("on change: {}", hook_text(h)));
         }
         writeln!(out, "akv-sync: {}", parts.join("; "))?;
@@ -569,10 +393,14 @@ fn write_plan(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 }
 
 fn write_errors(err: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    match (r.wrapper, r.schema) {
-        (Some(w), Some(s)) => writeln!(err, "found: {} ({w}), schema {s}", describe_wrapper(w))?,
-        (Some(w), None) => writeln!(err, "found: {} ({w}), schema unknown", describe_wrapper(w))?,
-        _ => {}
+    if let Some(w) = r.wrapper {
+        let schema = r.schema.map_or("unknown", Schema::as_str);
+        writeln!(
+            err,
+            "found: {} ({}), schema {schema}",
+            w.description(),
+            w.as_str()
+        )?;
     }
     writeln!(
         err,
@@ -757,6 +585,82 @@ mod tests {
         assert_eq!(
             certificate_line(&report.certificates[0]),
             "vault=myvault certificate=c1 version=0123456789abcdef0123456789abcdef store=/srv/s link=/srv/s/myvault.c1 link=/srv/s/app acl=user:root+group:0"
+        );
+    }
+
+    /// `--json`'s field names and shapes are an interface (README): every field of a plan
+    /// that uses each kind of setting, pinned whole.
+    #[test]
+    fn the_json_report_keeps_its_field_names_and_shapes() {
+        let f = file(
+            br#"{
+              "secretsManagementSettings": {
+                "pollingIntervalInS": "600", "requireInitialSync": true, "aclEnabled": true,
+                "observedCertificates": [{
+                  "url": "https://v.vault.azure.net/secrets/web/0123456789abcdef0123456789abcdef",
+                  "certificateStoreLocation": "/srv/tls", "customSymbolicLinkName": "current",
+                  "acls": [{"user": "root", "group": 0}],
+                  "akvSync": {
+                    "outputs": {"cert": "cert.pem", "pfx": "web.pfx", "pfxPasswordFile": "/etc/akv-sync/web.pass", "certDer": "web.der"},
+                    "onChange": {"command": ["/bin/true"], "timeoutInS": 5}
+                  }
+                }]
+              },
+              "authenticationSettings": {"msiEndpoint": "http://169.254.169.254/metadata/identity", "msiClientId": "00001111-aaaa-2222-bbbb-3333cccc4444"},
+              "loggingSettings": {"logger": "fluentd", "endpoint": "tcp://localhost:24224", "format": "forward", "servicename": "akvvm_service"},
+              "akvSyncSettings": {"onChange": {"reloadUnit": "nginx.service"}, "metricsAddress": "127.0.0.1:9464", "pruneKeepVersions": 3}
+            }"#,
+        );
+        let (report, code) = validate_file(f.path(), false);
+        assert_eq!(code, 0, "{:?}", report.errors);
+        let mut got = serde_json::to_value(&report).unwrap();
+        got["file"] = serde_json::Value::Null;
+        let expected = serde_json::json!({
+            "ok": true, "usable": true, "file": null,
+            "wrapper": "bare", "schema": "3.x",
+            "identity": {
+                "kind": "userAssigned",
+                "endpoint": "http://169.254.169.254/metadata/identity",
+                "clientId": "00001111-aaaa-2222-bbbb-3333cccc4444"
+            },
+            "pollingIntervalInS": 600, "requireInitialSync": true, "aclEnabled": true,
+            "logging": {
+                "logger": "fluentd", "host": "localhost", "port": 24224,
+                "format": "forward", "servicename": "akvvm_service"
+            },
+            "agent": {
+                "onChange": {"command": null, "reloadUnit": "nginx.service", "timeoutInS": 30},
+                "metricsAddress": "127.0.0.1:9464",
+                "expiryWarningDays": 14,
+                "pruneKeepVersions": 3,
+                "maxConcurrencyPerVault": 16,
+                "pollingJitter": 0.1,
+                "traverseAncestors": true
+            },
+            "certificates": [{
+                "path": "secretsManagementSettings.observedCertificates[0]",
+                "vault": "v", "certificate": "web",
+                "version": "0123456789abcdef0123456789abcdef",
+                "cloud": "vault.azure.net",
+                "secretUrl": "https://v.vault.azure.net/secrets/web/0123456789abcdef0123456789abcdef",
+                "store": "/srv/tls",
+                "links": ["/srv/tls/v.web", "/srv/tls/current"],
+                "acl": [{"user": "root", "group": 0}],
+                "outputs": {
+                    "cert": "cert.pem", "chain": null, "fullchain": null, "privkey": null,
+                    "certDer": "web.der", "pfx": "web.pfx",
+                    "pfxPasswordFile": "/etc/akv-sync/web.pass", "pfxFriendlyName": "web"
+                },
+                "onChange": {"command": ["/bin/true"], "reloadUnit": null, "timeoutInS": 5}
+            }],
+            "warnings": [],
+            "errors": []
+        });
+        assert_eq!(
+            got,
+            expected,
+            "{}",
+            serde_json::to_string_pretty(&got).unwrap()
         );
     }
 }
