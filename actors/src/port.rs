@@ -158,26 +158,42 @@ pub trait SecretSource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Fetched, SourceError>> + Send;
 }
 
+/// Why preparing or installing a certificate failed, for code (the message is for people).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallFailure {
+    /// The secret's content is not something the store can install (not a certificate and
+    /// key, a chain that does not verify, a key that matches no certificate, an output that
+    /// cannot be rendered): retried, as a new version may fix it.
+    Material,
+    /// The settings or the host must change first (unknown ACL user, unsafe name or store
+    /// path, a planted link): retrying cannot help, so the initial-sync gate fails such a
+    /// certificate at once.
+    Refused,
+    /// The disk failed (I/O error, read-only, full): retried.
+    Store,
+    /// The writer stopped, or its task died: retried.
+    Writer,
+}
+
+impl InstallFailure {
+    /// Retrying cannot help until the settings or the host change.
+    pub fn is_fatal(self) -> bool {
+        self == InstallFailure::Refused
+    }
+}
+
 /// An error from preparing or installing a certificate.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct InstallError {
-    /// `true` when retrying cannot help until the settings or host change (unknown ACL user,
-    /// unsafe name, planted link): the initial-sync gate fails such a certificate at once.
-    pub fatal: bool,
+    pub kind: InstallFailure,
     pub message: String,
 }
 
 impl InstallError {
-    pub fn retryable(message: impl Into<String>) -> Self {
+    pub fn new(kind: InstallFailure, message: impl Into<String>) -> Self {
         InstallError {
-            fatal: false,
-            message: message.into(),
-        }
-    }
-    pub fn fatal(message: impl Into<String>) -> Self {
-        InstallError {
-            fatal: true,
+            kind,
             message: message.into(),
         }
     }

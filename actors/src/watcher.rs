@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 use crate::backoff::{MAX_ATTEMPTS, initial_sync_delay, jittered};
 use crate::gate::GateHandle;
 use crate::port::{
-    CheckOutcome, ErrorClass, Fetched, InstallReport, Installer, Observer, SecretSource,
-    SourceError, StoreStamp,
+    CheckOutcome, ErrorClass, Fetched, InstallFailure, InstallReport, Installer, Observer,
+    SecretSource, SourceError, StoreStamp,
 };
 use crate::token::TokenHandle;
 use crate::vault::Vaults;
@@ -113,9 +113,14 @@ pub fn first_sync_attempts(schema: akv_sync_config::Schema, require_initial_sync
 #[error("{message}")]
 pub struct CheckError {
     pub message: String,
-    /// Retrying cannot help until the settings or the host change.
-    pub fatal: bool,
     pub cause: Cause,
+}
+
+impl CheckError {
+    /// Retrying cannot help until the settings or the host change.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self.cause, Cause::Install(kind) if kind.is_fatal())
+    }
 }
 
 /// Where a check failed.
@@ -127,8 +132,8 @@ pub enum Cause {
     Token(ErrorClass),
     /// The version Key Vault answered is disabled.
     Disabled,
-    /// The material or the store refused the certificate (`fatal` as in [`CheckError`]).
-    Install,
+    /// The material or the store refused the certificate.
+    Install(InstallFailure),
     /// The conversion task died.
     Conversion,
 }
@@ -137,7 +142,6 @@ impl From<SourceError> for CheckError {
     fn from(e: SourceError) -> Self {
         CheckError {
             message: e.message,
-            fatal: false,
             cause: Cause::Vault(e.class),
         }
     }
@@ -147,8 +151,7 @@ impl From<crate::port::InstallError> for CheckError {
     fn from(e: crate::port::InstallError) -> Self {
         CheckError {
             message: e.message,
-            fatal: e.fatal,
-            cause: Cause::Install,
+            cause: Cause::Install(e.kind),
         }
     }
 }
@@ -222,7 +225,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                             consecutive: attempt,
                         },
                     );
-                    if err.fatal || attempt >= max_attempts {
+                    if err.is_fatal() || attempt >= max_attempts {
                         warn!(certificate = %self.name, store = %self.cert.store.display(), vault = %self.cert.url.vault, name = %self.cert.url.name,
                               attempts = attempt, error = %err.message, "first download failed; giving up for the initial sync");
                         self.shared.gate.failed(
@@ -368,7 +371,6 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                     cert.url.name,
                     cert.url.vault
                 ),
-                fatal: false,
                 cause: Cause::Disabled,
             });
         }
@@ -392,7 +394,6 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .await
             .map_err(|e| CheckError {
                 message: format!("conversion task failed: {e}"),
-                fatal: false,
                 cause: Cause::Conversion,
             })??;
         // Whatever the install does, the next check reads the disk again.
@@ -457,7 +458,6 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let gate = shared.vaults.gate(&url.host);
         let no_token = |e: SourceError| CheckError {
             message: format!("no token for {audience}: {}", e.message),
-            fatal: false,
             cause: Cause::Token(e.class),
         };
         let mut token = shared.tokens.get(audience).await.map_err(no_token)?;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use akv_sync_config::ObservedCertificate;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::port::{InstallError, InstallReport, Installed, Installer, Observer};
+use crate::port::{InstallError, InstallFailure, InstallReport, Installed, Installer, Observer};
 
 struct Install<P> {
     cert: Arc<ObservedCertificate>,
@@ -136,7 +136,12 @@ impl<I: Installer> WriterActor<I> {
         let (c, v) = (cert.clone(), version.clone());
         let result = tokio::task::spawn_blocking(move || installer.install(&c, &v, prepared))
             .await
-            .unwrap_or_else(|e| Err(InstallError::retryable(format!("writer task failed: {e}"))));
+            .unwrap_or_else(|e| {
+                Err(InstallError::new(
+                    InstallFailure::Writer,
+                    format!("writer task failed: {e}"),
+                ))
+            });
         if let Ok(InstallReport::Installed { previous_version }) = &result {
             batch.push(Installed {
                 cert,
@@ -167,7 +172,7 @@ impl<I: Installer> Clone for WriterHandle<I> {
 }
 
 fn stopped() -> InstallError {
-    InstallError::retryable("the writer has stopped")
+    InstallError::new(InstallFailure::Writer, "the writer has stopped")
 }
 
 impl<I: Installer> WriterHandle<I> {

@@ -58,7 +58,7 @@ async fn one_certificate_in_two_stores_counts_twice_and_lands_in_both() {
 async fn success_waits_until_the_second_store_is_written() {
     let w = World::new();
     w.vault.put("v", "c", "one");
-    *w.store.failing_store.lock().unwrap() = Some(("/srv/b".into(), 3));
+    *w.store.failing_store.lock().unwrap() = Some(("/srv/b".into(), 3, InstallFailure::Store));
     let certs = vec![cert_at("v", "c", "/srv/a"), cert_at("v", "c", "/srv/b")];
     let agent = Agent::start(&settings(certs, true), w.ports());
     let mut rx = agent.gate().subscribe();
@@ -83,7 +83,8 @@ async fn success_waits_until_the_second_store_is_written() {
 async fn a_failure_in_one_store_names_that_store() {
     let w = World::new();
     w.vault.put("v", "c", "one");
-    *w.store.failing_store.lock().unwrap() = Some(("/srv/b".into(), u32::MAX));
+    *w.store.failing_store.lock().unwrap() =
+        Some(("/srv/b".into(), u32::MAX, InstallFailure::Store));
     let certs = vec![cert_at("v", "c", "/srv/a"), cert_at("v", "c", "/srv/b")];
     let agent = Agent::start(&settings(certs, true), w.ports());
     let status = wait_state(&agent, State::Error).await;
@@ -133,4 +134,42 @@ async fn a_reload_that_drops_one_store_keeps_the_other() {
         Some("one")
     );
     agent.shutdown().await;
+}
+
+/// A refusal (the settings or the host must change first: unknown user, unsafe path) fails
+/// the initial sync at once; a disk error is retried. Both as typed causes, not messages.
+#[tokio::test(start_paused = true)]
+async fn a_refused_install_fails_the_first_sync_at_once_and_a_disk_error_is_retried() {
+    let w = World::new();
+    w.vault.put("v", "c", "one");
+    *w.store.failing_store.lock().unwrap() = Some(("/srv/b".into(), 2, InstallFailure::Store));
+    let certs = vec![cert_at("v", "c", "/srv/a"), cert_at("v", "c", "/srv/b")];
+    let results = run_once(&settings(certs, true), w.ports(), 3, |_| {}).await;
+    assert!(
+        results.iter().all(|r| r.result.is_ok()),
+        "retried to success"
+    );
+    assert_eq!(
+        w.store.installs.load(std::sync::atomic::Ordering::SeqCst),
+        4
+    );
+
+    let w = World::new();
+    w.vault.put("v", "c", "one");
+    *w.store.failing_store.lock().unwrap() =
+        Some(("/srv/b".into(), u32::MAX, InstallFailure::Refused));
+    let certs = vec![cert_at("v", "c", "/srv/a"), cert_at("v", "c", "/srv/b")];
+    let results = run_once(&settings(certs, true), w.ports(), 3, |_| {}).await;
+    let b = results
+        .iter()
+        .find(|r| r.id == certificate_id(&cert_at("v", "c", "/srv/b")))
+        .unwrap();
+    let err = b.result.as_ref().unwrap_err();
+    assert_eq!(err.cause, Cause::Install(InstallFailure::Refused));
+    assert!(err.is_fatal());
+    assert_eq!(
+        w.store.installs.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one install into each store: the refusal was not retried"
+    );
 }

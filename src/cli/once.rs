@@ -267,7 +267,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use akv_sync_actors::{Cause, CheckError};
+    use akv_sync_actors::{Cause, CheckError, InstallFailure};
 
     fn result(id: &str, result: Result<CheckOutcome, CheckError>) -> OnceResult {
         OnceResult {
@@ -302,8 +302,7 @@ mod tests {
             id,
             Err(CheckError {
                 message: why.to_owned(),
-                fatal: false,
-                cause: Cause::Install,
+                cause: Cause::Install(InstallFailure::Store),
             }),
         )
     }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use akv_sync_actors::{InstallError, InstallReport, Installer, SecretBundle, StoreStamp};
+use akv_sync_actors::{
+    InstallError, InstallFailure, InstallReport, Installer, SecretBundle, StoreStamp,
+};
 use akv_sync_config::{ObservedCertificate, Settings};
 use tracing::warn;
 use zeroize::Zeroizing;
@@ -115,11 +117,12 @@ fn is_fatal(e: &store::StoreError) -> bool {
 
 fn store_error(cert: &ObservedCertificate, e: store::StoreError) -> InstallError {
     let message = format!("{}: {}", cert.id(), crate::azure::identity::error_chain(&e));
-    if is_fatal(&e) {
-        InstallError::fatal(message)
+    let kind = if is_fatal(&e) {
+        InstallFailure::Refused
     } else {
-        InstallError::retryable(message)
-    }
+        InstallFailure::Store
+    };
+    InstallError::new(kind, message)
 }
 
 impl Installer for StoreInstaller {
@@ -136,21 +139,27 @@ impl Installer for StoreInstaller {
             crate::clock::now_unix(),
         )
         .map_err(|e| {
-            InstallError::retryable(format!(
-                "{} version {}: {e}; the installed files stay as they are",
-                cert.id(),
-                secret.version
-            ))
+            InstallError::new(
+                InstallFailure::Material,
+                format!(
+                    "{} version {}: {e}; the installed files stay as they are",
+                    cert.id(),
+                    secret.version
+                ),
+            )
         })?;
         for w in &m.warnings {
             warn!(vault = %cert.url.vault, name = %cert.url.name, version = %secret.version, "{w}");
         }
         let (outputs, pfx_password) = crate::store::output::render(cert, &m, &self.pfx_passwords)
             .map_err(|e| {
-            InstallError::retryable(format!(
-                "{}/{} version {}: {e}; the installed files stay as they are",
-                cert.url.vault, cert.url.name, secret.version
-            ))
+            InstallError::new(
+                InstallFailure::Material,
+                format!(
+                    "{}/{} version {}: {e}; the installed files stay as they are",
+                    cert.url.vault, cert.url.name, secret.version
+                ),
+            )
         })?;
         Ok(Prepared {
             full_chain: m.full_chain_pem(),

@@ -104,8 +104,8 @@ impl SecretSource for FakeVault {
 #[derive(Default)]
 pub struct FakeStore {
     pub files: Mutex<BTreeMap<(PathBuf, String, String), Vec<String>>>,
-    /// Installs into this folder fail (retryably) while the count is above zero.
-    pub failing_store: Mutex<Option<(PathBuf, u32)>>,
+    /// Installs into this folder fail with this kind while the count is above zero.
+    pub failing_store: Mutex<Option<(PathBuf, u32, InstallFailure)>>,
     pub writes: AtomicU32,
     pub installs: AtomicU32,
     pub reject_value: Mutex<Option<String>>,
@@ -146,7 +146,10 @@ impl Installer for FakeStore {
         secret: SecretBundle,
     ) -> Result<String, InstallError> {
         if self.reject_value.lock().unwrap().as_deref() == Some(secret.value.as_str()) {
-            return Err(InstallError::retryable("the key matches no certificate"));
+            return Err(InstallError::new(
+                InstallFailure::Material,
+                "the key matches no certificate",
+            ));
         }
         Ok(secret.value.to_string())
     }
@@ -158,12 +161,12 @@ impl Installer for FakeStore {
         _p: String,
     ) -> Result<InstallReport, InstallError> {
         self.installs.fetch_add(1, Ordering::SeqCst);
-        if let Some((store, left)) = &mut *self.failing_store.lock().unwrap()
+        if let Some((store, left, kind)) = &mut *self.failing_store.lock().unwrap()
             && *store == cert.store
             && *left > 0
         {
             *left -= 1;
-            return Err(InstallError::retryable("the store folder is not writable"));
+            return Err(InstallError::new(*kind, "the store folder is not writable"));
         }
         let mut files = self.files.lock().unwrap();
         let versions = files
