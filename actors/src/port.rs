@@ -234,24 +234,19 @@ pub trait Installer: Send + Sync + 'static {
     fn installed_version(&self, cert: &ObservedCertificate)
     -> Result<Option<String>, InstallError>;
 
-    /// A cheap fingerprint of everything [`installed_version`](Self::installed_version)
-    /// reads for this certificate, taken without touching the store's contents (one `stat`
-    /// of the folder): while it stays equal, the answer stays the same, so a watcher that
-    /// remembers both can skip asking the writer on an unchanged poll. `None` when no such
-    /// promise can be made (the default; or the folder changed too recently to trust its
-    /// timestamps).
-    fn stamp(&self, _cert: &ObservedCertificate) -> Option<StoreStamp> {
+    /// The installed version, when the installer can vouch for it without reading the
+    /// store (nothing it depends on changed since the installer last read it): an unchanged
+    /// poll then needs neither the writer nor the disk. `None` (the default): ask the writer
+    /// for [`installed_version`](Self::installed_version). Called on the watcher's task, so
+    /// it must be cheap (a `stat`, not a read).
+    fn known_version(&self, _cert: &ObservedCertificate) -> Option<String> {
         None
     }
 
-    /// The writer has handled one run of queued requests: whatever the installer reused
-    /// across them (a folder listing) must be read afresh for the next run.
-    fn batch_done(&self) {}
+    /// The end of a run of installs: make them durable. The writer calls it once per run
+    /// and answers the run's installs only after it.
+    fn commit(&self) {}
 }
-
-/// See [`Installer::stamp`]: opaque, compared only for equality.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreStamp(pub [u64; 4]);
 
 /// Readiness and the overall state, as the VM agent and systemd want them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! reads the version on disk, asks Key Vault for the current version, and writes only when
 //! they differ. Retries and scheduling live around it, in [`Watcher::run`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use akv_sync_config::ObservedCertificate;
@@ -16,7 +16,7 @@ use crate::backoff::{MAX_ATTEMPTS, initial_sync_delay, jittered};
 use crate::gate::GateHandle;
 use crate::port::{
     CheckOutcome, ErrorClass, Fetched, InstallFailure, InstallReport, Installer, Observer,
-    SecretSource, SourceError, StoreStamp,
+    SecretSource, SourceError,
 };
 use crate::token::TokenHandle;
 use crate::vault::Vaults;
@@ -172,10 +172,6 @@ pub struct Watcher<S, I: Installer> {
     id: String,
     /// `vault/name`, the `certificate` field of log lines (which carry `store` beside it).
     name: String,
-    /// The version the writer last read on disk for this certificate, with the store's
-    /// stamp taken just before that read ([`Installer::stamp`]). While the stamp is
-    /// unchanged, an unchanged poll needs neither the writer nor the disk.
-    known: Mutex<Option<(String, StoreStamp)>>,
 }
 
 impl<S: SecretSource, I: Installer> Watcher<S, I> {
@@ -187,7 +183,6 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             shared,
             id,
             name,
-            known: Mutex::new(None),
         }
     }
 
@@ -396,8 +391,6 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 message: format!("conversion task failed: {e}"),
                 cause: Cause::Conversion,
             })??;
-        // Whatever the install does, the next check reads the disk again.
-        self.forget();
         let report = shared
             .writer
             .install(cert.clone(), version.clone(), prepared)
@@ -417,37 +410,17 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         Ok(CheckOutcome::Updated { version, report })
     }
 
-    /// The version on disk: remembered while the store's stamp is unchanged, else read by
-    /// the writer.
+    /// The version on disk: as the installer knows it without reading, else read by the
+    /// writer.
     async fn on_disk(&self) -> Result<Option<String>, CheckError> {
-        let stamp = self.shared.installer.stamp(&self.cert);
-        if let Some(stamp) = stamp
-            && let Some((version, known)) = &*self.known_lock()
-            && *known == stamp
-        {
-            return Ok(Some(version.clone()));
+        if let Some(version) = self.shared.installer.known_version(&self.cert) {
+            return Ok(Some(version));
         }
-        let read = self
+        Ok(self
             .shared
             .writer
             .installed_version(self.cert.clone())
-            .await;
-        // The stamp was taken before the read: if the folder changed in between, the next
-        // stamp differs and the disk is read again.
-        *self.known_lock() = match (&read, stamp) {
-            (Ok(Some(version)), Some(stamp)) => Some((version.clone(), stamp)),
-            _ => None,
-        };
-        Ok(read?)
-    }
-
-    fn forget(&self) {
-        *self.known_lock() = None;
-    }
-
-    fn known_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, StoreStamp)>> {
-        // Only whole values are stored: a poisoned lock still holds a consistent one.
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
+            .await?)
     }
 
     /// GET the secret through the vault's gate, refreshing the token once on 401.

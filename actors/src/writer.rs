@@ -9,7 +9,7 @@
 //! New versions installed from one run of queued requests (at most [`MAX_BATCH`]) are
 //! reported together to the [`Observer`] (`installed_batch`), so that a reload hook runs
 //! once for certificates that changed together. Installs are answered only once the run is
-//! over and [`Installer::batch_done`] has made it durable (the store syncs its folder once
+//! over and [`Installer::commit`] has made it durable (the store syncs its folder once
 //! per run rather than once per link).
 
 use std::sync::Arc;
@@ -79,7 +79,7 @@ impl<I: Installer> WriterActor<I> {
                 self.install(next, &mut batch, &mut answers).await;
             }
             let installer = self.installer.clone();
-            let _ = tokio::task::spawn_blocking(move || installer.batch_done()).await;
+            let _ = tokio::task::spawn_blocking(move || installer.commit()).await;
             for (reply, result) in answers {
                 let _ = reply.send(result);
             }

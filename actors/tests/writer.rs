@@ -45,7 +45,7 @@ impl Installer for Gated {
         Ok(None)
     }
 
-    fn batch_done(&self) {
+    fn commit(&self) {
         self.log.lock().unwrap().push("batch done".into());
     }
 }

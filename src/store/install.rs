@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use akv_sync_actors::{
-    InstallError, InstallFailure, InstallReport, Installer, SecretBundle, StoreStamp,
-};
+use akv_sync_actors::{InstallError, InstallFailure, InstallReport, Installer, SecretBundle};
 use akv_sync_config::{ObservedCertificate, Settings};
 use tracing::warn;
 use zeroize::Zeroizing;
@@ -34,7 +32,16 @@ pub struct StoreInstaller {
     /// The `pfxPasswordFile` passwords the installed PFX outputs were made with, by
     /// (store, certificate) — see [`crate::store::output::PasswordWatch`].
     pfx_passwords: crate::store::output::PasswordWatch,
+    /// By certificate id: the version `installed_version` last read, with the [`Stamp`]
+    /// taken just before that read. While the stamp is unchanged the answer is the same, so
+    /// [`Installer::known_version`] gives it without the writer or the disk.
+    known: Mutex<HashMap<String, (String, Stamp)>>,
 }
+
+/// A store folder's (device, inode, mtime, ctime), and its `pfxPasswordFile`'s changes:
+/// compared only for equality (see [`StoreInstaller::stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp([u64; 4]);
 
 /// A store folder opened once, with the identity (device, inode) it had then: if the path
 /// later names another folder (deleted and re-created, renamed), the store is opened again.
@@ -61,6 +68,7 @@ impl StoreInstaller {
             prune_keep: settings.agent.prune_keep,
             stores: Mutex::new(HashMap::new()),
             pfx_passwords: crate::store::output::PasswordWatch::default(),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,6 +182,8 @@ impl Installer for StoreInstaller {
         version: &str,
         p: Prepared,
     ) -> Result<InstallReport, InstallError> {
+        // Whatever the install does, the next check reads the disk again.
+        self.known_lock().remove(&cert.id());
         let store = self.store(cert)?;
         let grants = if self.acl_enabled {
             Some(store::resolve_grants(&cert.acls).map_err(|e| store_error(cert, e))?)
@@ -212,7 +222,7 @@ impl Installer for StoreInstaller {
         })
     }
 
-    fn batch_done(&self) {
+    fn commit(&self) {
         for o in self.stores.lock().expect("stores lock").values() {
             if let Err(e) = o.store.end_batch() {
                 // The links are in place (every reader sees them) but may not survive a
@@ -223,11 +233,37 @@ impl Installer for StoreInstaller {
         }
     }
 
+    fn known_version(&self, cert: &ObservedCertificate) -> Option<String> {
+        let stamp = self.stamp(cert)?;
+        match self.known_lock().get(&cert.id()) {
+            Some((version, known)) if *known == stamp => Some(version.clone()),
+            _ => None,
+        }
+    }
+
+    fn installed_version(
+        &self,
+        cert: &ObservedCertificate,
+    ) -> Result<Option<String>, InstallError> {
+        // The stamp is taken before the read: if the folder changes in between, the next
+        // stamp differs and the disk is read again.
+        let stamp = self.stamp(cert);
+        let read = self.read_installed(cert);
+        let mut known = self.known_lock();
+        match (&read, stamp) {
+            (Ok(Some(version)), Some(stamp)) => known.insert(cert.id(), (version.clone(), stamp)),
+            _ => known.remove(&cert.id()),
+        };
+        read
+    }
+}
+
+impl StoreInstaller {
     /// The folder's (device, inode, mtime, ctime): every change to a link or file in it
     /// (create, rename, unlink) moves its mtime, and replacing the folder changes its
     /// identity. A folder modified less than [`QUIET`] ago gets no stamp: timestamps have a
     /// coarse granularity, so a change right after the stamp could leave it equal.
-    fn stamp(&self, cert: &ObservedCertificate) -> Option<StoreStamp> {
+    fn stamp(&self, cert: &ObservedCertificate) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(&cert.store).ok()?;
         if !m.is_dir() {
@@ -264,13 +300,10 @@ impl Installer for StoreInstaller {
             }
             stamp[3] ^= (changed as u64).rotate_left(1) ^ pw.ino().rotate_left(32) ^ pw.size();
         }
-        Some(StoreStamp(stamp))
+        Some(Stamp(stamp))
     }
 
-    fn installed_version(
-        &self,
-        cert: &ObservedCertificate,
-    ) -> Result<Option<String>, InstallError> {
+    fn read_installed(&self, cert: &ObservedCertificate) -> Result<Option<String>, InstallError> {
         let store = self.store(cert)?;
         let current = store
             .current(&cert.url.vault, &cert.url.name)
@@ -283,6 +316,11 @@ impl Installer for StoreInstaller {
             return Ok(None);
         }
         Ok(current.map(|c| c.version))
+    }
+
+    fn known_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Stamp)>> {
+        // Only whole entries are stored: a poisoned lock still holds consistent ones.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -389,5 +427,53 @@ mod tests {
         );
         std::fs::remove_file(&pass).unwrap();
         assert_eq!(installer.stamp(&cert), None, "no password file, no stamp");
+    }
+
+    /// An unchanged poll needs neither the writer nor the disk while nothing in the folder
+    /// changed: the version read last is known until the folder's stamp moves.
+    #[test]
+    fn the_version_read_last_is_known_until_the_folder_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+        let put = |version: &str| {
+            let file = format!("v.c.{version}");
+            std::fs::write(store.join(&file), "not read").unwrap();
+            std::os::unix::fs::symlink(&file, store.join("v.c.new")).unwrap();
+            std::fs::rename(store.join("v.c.new"), store.join("v.c")).unwrap();
+        };
+        let (one, two) = (
+            "0123456789abcdef0123456789abcdef",
+            "fedcba9876543210fedcba9876543210",
+        );
+        put(one);
+        let (installer, cert) = installer_and_cert(&store);
+        age(&store, Duration::from_secs(60));
+        assert_eq!(installer.known_version(&cert), None, "nothing read yet");
+        assert_eq!(
+            installer.installed_version(&cert).unwrap().as_deref(),
+            Some(one)
+        );
+        assert_eq!(
+            installer.known_version(&cert).as_deref(),
+            Some(one),
+            "known while the folder is untouched"
+        );
+
+        // Someone else moves the link: the folder's stamp moves with it.
+        put(two);
+        assert_eq!(installer.known_version(&cert), None, "changed just now");
+        age(&store, Duration::from_secs(30));
+        assert_eq!(installer.known_version(&cert), None, "the stamp moved");
+        assert_eq!(
+            installer.installed_version(&cert).unwrap().as_deref(),
+            Some(two)
+        );
+        assert_eq!(installer.known_version(&cert).as_deref(), Some(two));
+
+        // A folder too fresh to stamp is never vouched for.
+        std::fs::remove_file(store.join("v.c")).unwrap();
+        assert_eq!(installer.installed_version(&cert).unwrap(), None);
+        assert_eq!(installer.known_version(&cert), None);
     }
 }

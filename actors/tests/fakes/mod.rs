@@ -111,8 +111,11 @@ pub struct FakeStore {
     pub reject_value: Mutex<Option<String>>,
     /// Reads of the installed version (what an unchanged poll may skip).
     pub reads: AtomicU32,
-    /// What [`Installer::stamp`] answers: `None` (the default) offers no stamp.
+    /// The store's stamp, as the real store takes it from its folder: `None` (the default)
+    /// offers none, and then [`Installer::known_version`] knows nothing.
     pub stamp: Mutex<Option<u64>>,
+    /// What `installed_version` last read, with the stamp taken before it.
+    known: Mutex<HashMap<Key, (String, u64)>>,
 }
 
 impl FakeStore {
@@ -161,6 +164,7 @@ impl Installer for FakeStore {
         _p: String,
     ) -> Result<InstallReport, InstallError> {
         self.installs.fetch_add(1, Ordering::SeqCst);
+        self.known.lock().unwrap().remove(&key(cert));
         if let Some((store, left, kind)) = &mut *self.failing_store.lock().unwrap()
             && *store == cert.store
             && *left > 0
@@ -190,21 +194,39 @@ impl Installer for FakeStore {
         cert: &ObservedCertificate,
     ) -> Result<Option<String>, InstallError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        Ok(self
+        let stamp = *self.stamp.lock().unwrap();
+        let current = self
             .files
             .lock()
             .unwrap()
-            .get(&(
-                cert.store.clone(),
-                cert.url.vault.clone(),
-                cert.url.name.clone(),
-            ))
-            .and_then(|v| v.last().cloned()))
+            .get(&key(cert))
+            .and_then(|v| v.last().cloned());
+        let mut known = self.known.lock().unwrap();
+        match (&current, stamp) {
+            (Some(version), Some(stamp)) => known.insert(key(cert), (version.clone(), stamp)),
+            _ => known.remove(&key(cert)),
+        };
+        Ok(current)
     }
 
-    fn stamp(&self, _cert: &ObservedCertificate) -> Option<StoreStamp> {
-        self.stamp.lock().unwrap().map(|n| StoreStamp([n, 0, 0, 0]))
+    fn known_version(&self, cert: &ObservedCertificate) -> Option<String> {
+        let stamp = (*self.stamp.lock().unwrap())?;
+        match self.known.lock().unwrap().get(&key(cert)) {
+            Some((version, known)) if *known == stamp => Some(version.clone()),
+            _ => None,
+        }
     }
+}
+
+/// (store, vault, name): an observed certificate.
+type Key = (PathBuf, String, String);
+
+fn key(cert: &ObservedCertificate) -> Key {
+    (
+        cert.store.clone(),
+        cert.url.vault.clone(),
+        cert.url.name.clone(),
+    )
 }
 
 /// Records every status.
