@@ -11,9 +11,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::control::{Control, ControlError};
+use super::faults::{Fault, RateLimit};
 use super::generator::CertSpec;
 use super::reply::Reply;
-use super::state::{Control, ControlError, Fault, IdentityRef, RateLimit, Shared};
+use super::state::{EmulatorState, IdentityRef};
 
 const MAX_BODY: usize = 1 << 20;
 
@@ -80,7 +82,7 @@ struct Lifetime {
     seconds: u64,
 }
 
-pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Reply {
+pub(crate) async fn handle(shared: &Arc<EmulatorState>, req: Request<Incoming>) -> Reply {
     let control = Control {
         shared: shared.clone(),
     };

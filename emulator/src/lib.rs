@@ -14,13 +14,17 @@
 
 mod admin;
 pub mod cli;
+mod control;
+mod counters;
+mod data_plane;
+mod faults;
 pub mod generator;
-mod identity;
 mod reply;
 mod server;
+mod service;
 mod spec;
 mod state;
-mod vault;
+mod token_service;
 mod x509;
 
 use std::fmt;
@@ -34,11 +38,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use control::{Control, ControlError};
+pub use counters::{Counters, RequestCount, TokenCount};
+pub use faults::{Fault, FaultAction, FaultTarget, RateLimit};
 pub use generator::{CertSpec, Format, KeyKind};
-pub use state::{
-    Control, ControlError, Counters, Fault, FaultAction, FaultTarget, IdentityRef, RateLimit,
-    RequestCount, Server, TokenCount,
-};
+pub use service::Server;
+pub use state::IdentityRef;
 
 /// Host names the vault's server certificate covers.
 pub const SERVER_NAMES: [&str; 7] = [
@@ -385,7 +390,7 @@ pub async fn start(opts: EmulatorOptions) -> Result<Emulator, EmulatorError> {
         opts.arc_token_dir.clone()
     };
 
-    let shared = Arc::new(state::Shared::new(
+    let shared = Arc::new(state::EmulatorState::new(
         state::Fixed {
             tenant: opts.tenant.clone(),
             arc_token_dir,

@@ -19,9 +19,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::faults::FaultAction;
 use super::reply::{JSON, Reply, request_host};
-use super::state::{FaultAction, Server, Shared};
-use super::{admin, identity, vault};
+use super::state::{EmulatorState, Server};
+use super::{admin, data_plane, token_service};
 
 /// The response body: whole, or cut off after a prefix with an error (hyper then closes the
 /// connection, so the client sees fewer bytes than `Content-Length` promised).
@@ -88,7 +89,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     server: Server,
-    shared: Arc<Shared>,
+    shared: Arc<EmulatorState>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -128,8 +129,12 @@ pub(crate) async fn serve(
     }
 }
 
-async fn serve_connection<I>(io: I, server: Server, shared: Arc<Shared>, cancel: CancellationToken)
-where
+async fn serve_connection<I>(
+    io: I,
+    server: Server,
+    shared: Arc<EmulatorState>,
+    cancel: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| handle(shared.clone(), server, req));
@@ -144,13 +149,15 @@ where
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<EmulatorState>,
     server: Server,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ResetConnection> {
     let path = req.uri().path().to_owned();
     let vault_label = match server {
-        Server::Vault => request_host(&req).and_then(|h| vault::split_host(&h).map(|(v, _)| v)),
+        Server::Vault => {
+            request_host(&req).and_then(|h| data_plane::split_host(&h).map(|(v, _)| v))
+        }
         _ => None,
     };
     let mut truncate = false;
@@ -182,9 +189,9 @@ async fn handle(
     let reply = match forced {
         Some(reply) => reply,
         None => match server {
-            Server::Vault => vault::handle(&shared, &req),
-            Server::Imds => identity::imds(&shared, &req),
-            Server::Arc => identity::arc(&shared, &req),
+            Server::Vault => data_plane::handle(&shared, &req),
+            Server::Imds => token_service::imds(&shared, &req),
+            Server::Arc => token_service::arc(&shared, &req),
             Server::Admin => admin::handle(&shared, req).await,
         },
     };

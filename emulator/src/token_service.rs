@@ -11,9 +11,9 @@ use hyper::header::WWW_AUTHENTICATE;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 
+use super::data_plane::query_param as query;
 use super::reply::Reply;
-use super::state::{IdentityRef, Server, Shared, TokenInfo};
-use super::vault::query_param as query;
+use super::state::{EmulatorState, IdentityRef, Server, TokenInfo};
 
 const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 
@@ -84,7 +84,7 @@ fn common_checks(req: &Request<Incoming>) -> Result<String, Reply> {
 }
 
 /// Issue a token to `identity` for `resource` and answer it in IMDS's shape (all strings).
-fn issue(shared: &Shared, server: Server, identity: IdentityRef, resource: &str) -> Reply {
+fn issue(shared: &EmulatorState, server: Server, identity: IdentityRef, resource: &str) -> Reply {
     let mut inner = shared.lock();
     let lifetime = inner.token_lifetime;
     let now = SystemTime::now();
@@ -139,7 +139,7 @@ fn issue(shared: &Shared, server: Server, identity: IdentityRef, resource: &str)
 
 /// `GET /metadata/identity/oauth2/token?api-version=…&resource=…[&client_id=…|&msi_res_id=…]`
 /// (`mi_res_id` is IMDS's other name for `msi_res_id`).
-pub(crate) fn imds(shared: &Shared, req: &Request<Incoming>) -> Reply {
+pub(crate) fn imds(shared: &EmulatorState, req: &Request<Incoming>) -> Reply {
     let resource = match common_checks(req) {
         Ok(r) => r,
         Err(reply) => return reply,
@@ -218,7 +218,7 @@ fn not_found_identity() -> Reply {
 
 /// HIMDS: without `Authorization`, 401 and a fresh key file named in `WWW-Authenticate`;
 /// with `Authorization: Basic <that file's contents>`, a token for the Arc identity.
-pub(crate) fn arc(shared: &Shared, req: &Request<Incoming>) -> Reply {
+pub(crate) fn arc(shared: &EmulatorState, req: &Request<Incoming>) -> Reply {
     let resource = match common_checks(req) {
         Ok(r) => r,
         Err(reply) => return reply,
@@ -259,7 +259,7 @@ pub(crate) fn arc(shared: &Shared, req: &Request<Incoming>) -> Reply {
 }
 
 /// A new random secret in `<arc_token_dir>/<uuid>.key` (mode 0640, like HIMDS's).
-fn write_key_file(shared: &Shared) -> std::io::Result<std::path::PathBuf> {
+fn write_key_file(shared: &EmulatorState) -> std::io::Result<std::path::PathBuf> {
     let dir = &shared.fixed.arc_token_dir;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{}.key", super::generator::uuid_like()));

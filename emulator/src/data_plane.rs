@@ -9,34 +9,34 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
 use super::reply::{Reply, request_host};
-use super::state::{IdentityRef, Inner, Shared};
+use super::state::{EmulatorState, IdentityRef, Inner};
 
 /// A Key Vault cloud: its host suffix, token audience and login authority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cloud {
+pub(crate) struct CloudEndpoints {
     pub suffix: &'static str,
     pub audience: &'static str,
     pub authority: &'static str,
 }
 
 /// The clouds of SPEC §2.1.
-pub(crate) const CLOUDS: [Cloud; 4] = [
-    Cloud {
+pub(crate) const CLOUDS: [CloudEndpoints; 4] = [
+    CloudEndpoints {
         suffix: "vault.azure.net",
         audience: "https://vault.azure.net",
         authority: "https://login.windows.net",
     },
-    Cloud {
+    CloudEndpoints {
         suffix: "vault.azure.cn",
         audience: "https://vault.azure.cn",
         authority: "https://login.chinacloudapi.cn",
     },
-    Cloud {
+    CloudEndpoints {
         suffix: "vault.usgovcloudapi.net",
         audience: "https://vault.usgovcloudapi.net",
         authority: "https://login.microsoftonline.us",
     },
-    Cloud {
+    CloudEndpoints {
         suffix: "managedhsm.azure.net",
         audience: "https://managedhsm.azure.net",
         authority: "https://login.windows.net",
@@ -44,7 +44,7 @@ pub(crate) const CLOUDS: [Cloud; 4] = [
 ];
 
 /// `myvault.vault.azure.net` → (`myvault`, the public cloud). `host` is lowercase, no port.
-pub(crate) fn split_host(host: &str) -> Option<(String, Cloud)> {
+pub(crate) fn split_host(host: &str) -> Option<(String, CloudEndpoints)> {
     CLOUDS.iter().find_map(|cloud| {
         let label = host.strip_suffix(cloud.suffix)?.strip_suffix('.')?;
         (!label.is_empty() && !label.contains('.')).then(|| (label.to_owned(), *cloud))
@@ -95,7 +95,7 @@ fn error(status: StatusCode, code: &str, message: &str, inner: Option<&str>) -> 
     Reply::json(status, &body)
 }
 
-fn challenge(tenant: &str, cloud: Cloud, message: &str) -> Reply {
+fn challenge(tenant: &str, cloud: CloudEndpoints, message: &str) -> Reply {
     error(StatusCode::UNAUTHORIZED, "Unauthorized", message, None).header(
         WWW_AUTHENTICATE,
         &format!(
@@ -151,7 +151,7 @@ pub(crate) fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a s
         .map(|(_, v)| v)
 }
 
-pub(crate) fn handle(shared: &Shared, req: &Request<Incoming>) -> Reply {
+pub(crate) fn handle(shared: &EmulatorState, req: &Request<Incoming>) -> Reply {
     let client_request_id = req
         .headers()
         .get("x-ms-client-request-id")
@@ -160,7 +160,7 @@ pub(crate) fn handle(shared: &Shared, req: &Request<Incoming>) -> Reply {
     with_service_headers(answer(shared, req), client_request_id.as_deref())
 }
 
-fn answer(shared: &Shared, req: &Request<Incoming>) -> Reply {
+fn answer(shared: &EmulatorState, req: &Request<Incoming>) -> Reply {
     let tenant = &shared.fixed.tenant;
     let Some((vault, cloud)) = request_host(req).and_then(|h| split_host(&h)) else {
         return error(
@@ -328,7 +328,7 @@ fn forbidden(tenant: &str, vault: &str, name: &str, identity: &IdentityRef) -> R
 fn answer_secret(
     inner: &mut Inner,
     vault: &str,
-    cloud: Cloud,
+    cloud: CloudEndpoints,
     name: &str,
     version: Option<&str>,
 ) -> Reply {
