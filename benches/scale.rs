@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use akv_sync_actors::{Agent, CheckOutcome, Installed, Observer, State, Status, StatusSink};
+use akv_sync_actors::{Agent, CheckOutcome, NewVersion, Observer, State, Status, StatusSink};
 use akv_sync_config::ObservedCertificate;
 use akv_sync_emulator::generator::{self, CertSpec, Format, KeyKind};
 use akv_sync_emulator::{Counters, EmulatorOptions, Fault, FaultAction, FaultTarget, Server};
@@ -350,7 +350,7 @@ impl Observer for Count {
         self.checks.fetch_add(1, Ordering::Relaxed);
         self.notify.notify_one();
     }
-    fn installed_batch(&self, batch: &[Installed]) {
+    fn installed_batch(&self, batch: &[NewVersion]) {
         self.installed.fetch_add(batch.len(), Ordering::Relaxed);
     }
 }

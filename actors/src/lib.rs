@@ -6,7 +6,7 @@
 //!             settings ──► supervisor ──spawns──► watcher (one per observed certificate)
 //!                                                   │  token ◄── token actor (one per process,
 //!                                                   │             single flight, early refresh)
-//!                                                   │  secret ◄── Key Vault (per-vault gate:
+//!                                                   │  secret ◄── Key Vault (per-vault limiter:
 //!                                                   │             bounded concurrency, 429 pause)
 //!                                                   │  prepare (blocking pool: parse, order, verify)
 //!                                                   ▼
@@ -40,10 +40,10 @@ pub mod backoff;
 pub mod clock;
 pub mod died;
 pub mod gate;
+pub mod limiter;
 pub mod port;
 pub mod supervisor;
 pub mod token;
-pub mod vault;
 pub mod watcher;
 pub mod writer;
 

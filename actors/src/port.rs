@@ -315,12 +315,12 @@ pub trait Observer: Send + Sync + 'static {
     /// A request to Key Vault or the identity service ended with this HTTP-ish class.
     fn token_refreshed(&self) {}
     /// The writer installed a batch of new versions together (for hooks: one run per batch).
-    fn installed_batch(&self, _batch: &[Installed]) {}
+    fn installed_batch(&self, _batch: &[NewVersion]) {}
 }
 
 /// A new version that the writer put in place.
 #[derive(Debug, Clone)]
-pub struct Installed {
+pub struct NewVersion {
     pub cert: Arc<ObservedCertificate>,
     pub version: String,
     pub previous_version: Option<String>,

@@ -14,9 +14,9 @@ use tracing::info;
 
 use crate::died::Deaths;
 use crate::gate::GateHandle;
+use crate::limiter::Vaults;
 use crate::port::{CheckOutcome, Installer, Observer, SecretSource, StatusSink, TokenSource};
 use crate::token::TokenHandle;
-use crate::vault::Vaults;
 use crate::watcher::{CheckError, Shared, Watcher, certificate_id};
 use crate::writer::WriterHandle;
 
@@ -41,7 +41,7 @@ pub struct ReloadSummary {
     pub kept: usize,
 }
 
-struct Running {
+struct WatcherTask {
     cancel: CancellationToken,
 }
 
@@ -93,7 +93,7 @@ impl std::hash::Hash for WatcherKey {
 
 struct SupervisorActor<S, I: Installer> {
     shared: Arc<Shared<S, I>>,
-    watchers: HashMap<WatcherKey, Running>,
+    watchers: HashMap<WatcherKey, WatcherTask>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     rx: mpsc::Receiver<Msg>,
@@ -144,7 +144,7 @@ impl<S: SecretSource, I: Installer> SupervisorActor<S, I> {
             let actor = format!("watcher {}", watcher.id());
             self.tracker
                 .spawn(self.deaths.watched(actor, watcher.run(cancel.clone())));
-            self.watchers.insert(key, Running { cancel });
+            self.watchers.insert(key, WatcherTask { cancel });
         }
         summary
     }

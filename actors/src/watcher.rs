@@ -14,12 +14,12 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::{MAX_ATTEMPTS, initial_sync_delay, jittered};
 use crate::gate::GateHandle;
+use crate::limiter::Vaults;
 use crate::port::{
     CheckOutcome, ErrorClass, Fetched, InstallFailure, InstallReport, Installer, Observer,
     SecretSource, SourceError,
 };
 use crate::token::TokenHandle;
-use crate::vault::Vaults;
 use crate::writer::WriterHandle;
 
 /// Everything watchers share: the sources, the actors' handles and the schedule.
@@ -51,7 +51,7 @@ pub struct Shared<S, I: Installer> {
 /// converting, or waiting for the writer. Downloads and conversion outpace the writer
 /// (fsync), so without a bound an initial sync held nearly every certificate's converted
 /// PEM in memory at once (about 15 KiB each). As many as the writer's queue holds, which is
-/// more than the vault gates let through for up to 16 vaults at the default concurrency.
+/// more than the vault limiters let through for up to 16 vaults at the default concurrency.
 pub const PIPELINE_DEPTH: usize = 256;
 
 /// How many checks may run at once, reading the installed version included: enough to keep
@@ -259,8 +259,8 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
     }
 
     /// The daemon loop: first sync, then a check every polling interval until cancelled.
+    /// The supervisor has told the gate to track this certificate before spawning it.
     pub async fn run(self, cancel: CancellationToken) {
-        self.shared.gate.track(&self.id);
         let spread = self.shared.startup_spread;
         // Only a restart is spread: a certificate already on disk can wait its turn, one
         // that is not (a new host, a new entry) is fetched at once.
@@ -423,12 +423,12 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
             .await?)
     }
 
-    /// GET the secret through the vault's gate, refreshing the token once on 401.
+    /// GET the secret through the vault's limiter, refreshing the token once on 401.
     async fn fetch(&self, installed: Option<&str>) -> Result<Fetched, CheckError> {
         let shared = &self.shared;
         let url = &self.cert.url;
         let audience = url.cloud.audience();
-        let gate = shared.vaults.gate(&url.host);
+        let limiter = shared.vaults.limiter(&url.host);
         let no_token = |e: SourceError| CheckError {
             message: format!("no token for {audience}: {}", e.message),
             cause: Cause::Token(e.class),
@@ -436,12 +436,12 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
         let mut token = shared.tokens.get(audience).await.map_err(no_token)?;
         let mut refreshed = false;
         loop {
-            let permit = gate.admit().await;
+            let permit = limiter.admit().await;
             let result = shared.source.get(url, &token, installed).await;
             drop(permit);
             match result {
                 Ok(secret) => {
-                    gate.succeeded();
+                    limiter.succeeded();
                     return Ok(secret);
                 }
                 Err(e) if e.class == ErrorClass::Unauthorized && !refreshed => {
@@ -454,7 +454,7 @@ impl<S: SecretSource, I: Installer> Watcher<S, I> {
                 }
                 Err(e) => {
                     if let ErrorClass::Throttled { retry_after } = e.class {
-                        let pause = gate.throttled(retry_after);
+                        let pause = limiter.throttled(retry_after);
                         warn!(vault = %url.vault, pause_s = pause.as_secs_f64(), "vault throttled (429); pausing every request to it");
                     }
                     return Err(e.into());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use akv_sync_config::ObservedCertificate;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::port::{InstallError, InstallFailure, InstallReport, Installed, Installer, Observer};
+use crate::port::{InstallError, InstallFailure, InstallReport, Installer, NewVersion, Observer};
 
 struct Install<P> {
     cert: Arc<ObservedCertificate>,
@@ -123,7 +123,7 @@ impl<I: Installer> WriterActor<I> {
     async fn install(
         &self,
         msg: Install<I::Prepared>,
-        batch: &mut Vec<Installed>,
+        batch: &mut Vec<NewVersion>,
         answers: &mut Vec<Answer>,
     ) {
         let installer = self.installer.clone();
@@ -143,7 +143,7 @@ impl<I: Installer> WriterActor<I> {
                 ))
             });
         if let Ok(InstallReport::Installed { previous_version }) = &result {
-            batch.push(Installed {
+            batch.push(NewVersion {
                 cert,
                 version,
                 previous_version: previous_version.clone(),

@@ -35,7 +35,7 @@ impl SecretSource for PanickyVault {
 struct PanickyObserver;
 
 impl Observer for PanickyObserver {
-    fn installed_batch(&self, _batch: &[Installed]) {
+    fn installed_batch(&self, _batch: &[NewVersion]) {
         panic!("the observer broke");
     }
 }

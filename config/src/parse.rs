@@ -6,13 +6,13 @@
 //! keys. Each section has one function that reads its object, checks each key, and returns
 //! `None` when it reported an error; [`parse`] succeeds only when no error was reported.
 
+use auth_and_logging::{authentication, logging};
 use extension::{agent, certificate_extension};
-use identity::{authentication, logging};
 use wrapper::locate;
 
+mod auth_and_logging;
 mod cx;
 mod extension;
-mod identity;
 mod wrapper;
 
 pub use cx::DEFAULT_HOOK_TIMEOUT;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use akv_sync_actors::{Agent, Installed, Observer, State};
+use akv_sync_actors::{Agent, NewVersion, Observer, State};
 use anyhow::Context;
 use tokio::sync::mpsc;
 
@@ -33,9 +33,9 @@ pub struct Args {
 }
 
 /// Forwards the writer's installs to the demo.
-struct Installs(mpsc::UnboundedSender<Vec<Installed>>);
+struct Installs(mpsc::UnboundedSender<Vec<NewVersion>>);
 impl Observer for Installs {
-    fn installed_batch(&self, batch: &[Installed]) {
+    fn installed_batch(&self, batch: &[NewVersion]) {
         let _ = self.0.send(batch.to_vec());
     }
 }

@@ -95,13 +95,17 @@ fn linked_sequence(path: &std::path::Path) -> Option<u64> {
 }
 
 /// Everything that lives as long as one set of agent-wide settings.
-struct Running {
+struct Generation {
     agent: Agent,
     hooks: tokio::task::JoinHandle<()>,
 }
 
 impl Daemon {
-    fn start(&self, settings: &Settings, refused: &[(String, String)]) -> anyhow::Result<Running> {
+    fn start(
+        &self,
+        settings: &Settings,
+        refused: &[(String, String)],
+    ) -> anyhow::Result<Generation> {
         let hooks_done = self.observe.start_hooks(settings.agent.hook.clone());
         let ports = ports(
             settings,
@@ -109,13 +113,13 @@ impl Daemon {
             self.observe.observer(),
             Some(self.observe.requests()),
         )?;
-        Ok(Running {
+        Ok(Generation {
             agent: Agent::start_refusing(settings, ports, refused),
             hooks: hooks_done,
         })
     }
 
-    async fn stop(&self, running: Running) {
+    async fn stop(&self, running: Generation) {
         running.agent.shutdown().await;
         // The writer has ended: no batch can reach the hooks any more. Let queued hooks run.
         self.observe.stop_hooks();

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use akv_sync_actors::Installed;
+use akv_sync_actors::NewVersion;
 use akv_sync_config::{Hook, HookSpec};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
@@ -164,7 +164,7 @@ impl Captured {
 }
 
 /// The environment of a certificate's hook.
-pub fn certificate_env(i: &Installed) -> Vec<(String, String)> {
+pub fn certificate_env(i: &NewVersion) -> Vec<(String, String)> {
     let c = &i.cert;
     let store = c.store.display().to_string();
     vec![
@@ -191,7 +191,7 @@ pub fn certificate_env(i: &Installed) -> Vec<(String, String)> {
 }
 
 /// The environment of the global hook.
-pub fn batch_env(batch: &[Installed]) -> Vec<(String, String)> {
+pub fn batch_env(batch: &[NewVersion]) -> Vec<(String, String)> {
     let lines: Vec<String> = batch
         .iter()
         .map(|i| {
@@ -212,7 +212,7 @@ pub fn batch_env(batch: &[Installed]) -> Vec<(String, String)> {
 /// Handle to the hook actor.
 #[derive(Clone)]
 pub struct Hooks {
-    tx: mpsc::UnboundedSender<Vec<Installed>>,
+    tx: mpsc::UnboundedSender<Vec<NewVersion>>,
     has_global: bool,
     pub counters: Arc<HookCounters>,
 }
@@ -265,7 +265,7 @@ impl Hooks {
         global: Option<HookSpec>,
         counters: Arc<HookCounters>,
     ) -> (Hooks, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Installed>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<NewVersion>>();
         let c = counters.clone();
         let has_global = global.is_some();
         let task = tokio::spawn(async move {
@@ -314,7 +314,7 @@ impl Hooks {
     }
 
     /// Queue a batch (called from the writer's observer; never blocks).
-    pub fn changed(&self, batch: &[Installed]) {
+    pub fn changed(&self, batch: &[NewVersion]) {
         if self.has_global || batch.iter().any(|i| i.cert.hook.is_some()) {
             let _ = self.tx.send(batch.to_vec());
         }
@@ -451,10 +451,10 @@ mod tests {
         assert!(output.ends_with(OUTPUT_CUT), "the cut is said");
     }
 
-    fn installed(name: &str, argv: &[&str]) -> Installed {
+    fn installed(name: &str, argv: &[&str]) -> NewVersion {
         use akv_sync_config::{CertificateUrl, Cloud, ExtraOutputs, ObservedCertificate};
         let host = format!("v.{}", Cloud::Public.suffix());
-        Installed {
+        NewVersion {
             cert: Arc::new(ObservedCertificate {
                 json_path: format!("observedCertificates[{name}]"),
                 url: CertificateUrl {

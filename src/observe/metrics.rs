@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use akv_sync_actors::{CheckOutcome, Installed};
+use akv_sync_actors::{CheckOutcome, NewVersion};
 use akv_sync_config::ObservedCertificate;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -185,7 +185,7 @@ impl Metrics {
         self.token_refreshes.inc();
     }
 
-    pub fn installed_batch(&self, batch: &[Installed]) {
+    pub fn installed_batch(&self, batch: &[NewVersion]) {
         for i in batch {
             self.installs.get_or_create(&CertLabels::of(&i.cert)).inc();
         }

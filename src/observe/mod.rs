@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use akv_sync_actors::{CheckOutcome, GateHandle, Installed, Observer};
+use akv_sync_actors::{CheckOutcome, GateHandle, NewVersion, Observer};
 use akv_sync_config::{HookSpec, ObservedCertificate};
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +48,7 @@ impl Observer for Fanout {
         self.metrics.token_refreshed();
     }
 
-    fn installed_batch(&self, batch: &[Installed]) {
+    fn installed_batch(&self, batch: &[NewVersion]) {
         self.metrics.installed_batch(batch);
         if let Some(h) = self.hooks.lock().expect("hooks lock").as_ref() {
             h.changed(batch);

@@ -148,7 +148,7 @@ pub enum InstallOutcome {
 
 /// The version a certificate's link points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installed {
+pub struct Current {
     pub version: String,
     /// Path of the version file (`<store>/<vault>.<name>.<version>`).
     pub path: PathBuf,
@@ -393,7 +393,7 @@ impl Store {
     /// will be installed again); a link pointing anywhere else is
     /// [`StoreError::ForeignLink`] and is not followed; a non-link at that name is
     /// [`StoreError::Planted`].
-    pub fn current(&self, vault: &str, name: &str) -> Result<Option<Installed>, StoreError> {
+    pub fn current(&self, vault: &str, name: &str) -> Result<Option<Current>, StoreError> {
         name::check_part(NameKind::Vault, vault)?;
         name::check_part(NameKind::Certificate, name)?;
         let stem = layout::stem(vault, name);
@@ -403,7 +403,7 @@ impl Store {
         let file = layout::version_file(&stem, &version);
         match self.open_ours(&file)? {
             None => Ok(None),
-            Some(f) => Ok(Some(Installed {
+            Some(f) => Ok(Some(Current {
                 version,
                 path: self.path.join(&file),
                 size: f.stat.st_size as u64,

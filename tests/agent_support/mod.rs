@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use akv_sync::azure::net::net_for_emulator;
 use akv_sync::cli::ports::{RealPorts, ports_with};
-use akv_sync_actors::{Agent, CheckOutcome, Installed, Observer, State, Status, StatusSink};
+use akv_sync_actors::{Agent, CheckOutcome, NewVersion, Observer, State, Status, StatusSink};
 use akv_sync_config::{ObservedCertificate, Settings};
 use akv_sync_emulator::generator::{CertSpec, Format, KeyKind};
 use akv_sync_emulator::{Emulator, EmulatorOptions};
@@ -135,7 +135,7 @@ pub struct Probe {
 }
 
 pub struct ProbeEvents {
-    pub installs: mpsc::UnboundedReceiver<Installed>,
+    pub installs: mpsc::UnboundedReceiver<NewVersion>,
     pub checks: mpsc::UnboundedReceiver<(String, CheckOutcome)>,
 }
 
@@ -147,7 +147,7 @@ impl StatusSink for Sink {
 }
 
 struct Obs {
-    installs: mpsc::UnboundedSender<Installed>,
+    installs: mpsc::UnboundedSender<NewVersion>,
     checks: mpsc::UnboundedSender<(String, CheckOutcome)>,
 }
 impl Observer for Obs {
@@ -156,7 +156,7 @@ impl Observer for Obs {
             .checks
             .send((akv_sync_actors::certificate_id(cert), outcome.clone()));
     }
-    fn installed_batch(&self, batch: &[Installed]) {
+    fn installed_batch(&self, batch: &[NewVersion]) {
         for i in batch {
             let _ = self.installs.send(i.clone());
         }

@@ -1,5 +1,5 @@
 //! Per-vault admission: bounded concurrency toward each vault, and a pause of the whole vault
-//! when it throttles (429). Every watcher of a vault goes through the same [`VaultGate`], so a
+//! when it throttles (429). Every watcher of a vault goes through the same [`VaultLimiter`], so a
 //! `Retry-After` seen by one watcher holds back all of them (SPEC §2.2).
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use crate::backoff::throttle_delay;
 use crate::clock::{MAX_RETRY_AFTER, after};
 
 /// Admission to one vault.
-pub struct VaultGate {
+pub struct VaultLimiter {
     permits: Arc<Semaphore>,
     throttle: Mutex<Throttle>,
 }
@@ -24,9 +24,9 @@ struct Throttle {
     streak: u32,
 }
 
-impl VaultGate {
+impl VaultLimiter {
     fn new(max_concurrency: usize) -> Self {
-        VaultGate {
+        VaultLimiter {
             permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
             throttle: Mutex::new(Throttle::default()),
         }
@@ -93,25 +93,25 @@ impl VaultGate {
     }
 }
 
-/// One [`VaultGate`] per vault host, created on first use.
+/// One [`VaultLimiter`] per vault host, created on first use.
 pub struct Vaults {
     max_concurrency: usize,
-    gates: Mutex<HashMap<String, Arc<VaultGate>>>,
+    limiters: Mutex<HashMap<String, Arc<VaultLimiter>>>,
 }
 
 impl Vaults {
     pub fn new(max_concurrency: usize) -> Self {
         Vaults {
             max_concurrency,
-            gates: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn gate(&self, host: &str) -> Arc<VaultGate> {
-        let mut gates = self.gates.lock().expect("vault gates lock");
-        gates
+    pub fn limiter(&self, host: &str) -> Arc<VaultLimiter> {
+        let mut limiters = self.limiters.lock().expect("vault limiters lock");
+        limiters
             .entry(host.to_ascii_lowercase())
-            .or_insert_with(|| Arc::new(VaultGate::new(self.max_concurrency)))
+            .or_insert_with(|| Arc::new(VaultLimiter::new(self.max_concurrency)))
             .clone()
     }
 }
@@ -123,64 +123,64 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_after_pauses_every_request_to_the_vault() {
         let vaults = Vaults::new(4);
-        let gate = vaults.gate("v.vault.azure.net");
+        let limiter = vaults.limiter("v.vault.azure.net");
         let start = Instant::now();
-        gate.throttled(Some(Duration::from_secs(7)));
+        limiter.throttled(Some(Duration::from_secs(7)));
         // Another watcher of the same vault (host case differs) waits the same pause.
-        let _p = vaults.gate("V.vault.azure.net").admit().await;
+        let _p = vaults.limiter("V.vault.azure.net").admit().await;
         assert_eq!(start.elapsed(), Duration::from_secs(7));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_huge_retry_after_pauses_the_vault_for_the_cap_only() {
-        let gate = Vaults::new(1).gate("v");
+        let limiter = Vaults::new(1).limiter("v");
         let start = Instant::now();
         // 136 years, then the largest a Duration holds: neither overflows nor pauses longer.
         assert_eq!(
-            gate.throttled(Some(Duration::from_secs(u64::from(u32::MAX)))),
+            limiter.throttled(Some(Duration::from_secs(u64::from(u32::MAX)))),
             MAX_RETRY_AFTER
         );
-        assert_eq!(gate.throttled(Some(Duration::MAX)), MAX_RETRY_AFTER);
-        let _p = gate.admit().await;
+        assert_eq!(limiter.throttled(Some(Duration::MAX)), MAX_RETRY_AFTER);
+        let _p = limiter.admit().await;
         assert_eq!(start.elapsed(), MAX_RETRY_AFTER);
     }
 
     #[tokio::test(start_paused = true)]
     async fn throttles_without_retry_after_grow_and_reset_on_success() {
-        let gate = Vaults::new(1).gate("v");
-        assert_eq!(gate.throttled(None), Duration::from_secs(1));
+        let limiter = Vaults::new(1).limiter("v");
+        assert_eq!(limiter.throttled(None), Duration::from_secs(1));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(gate.throttled(None), Duration::from_secs(2));
+        assert_eq!(limiter.throttled(None), Duration::from_secs(2));
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(gate.throttled(None), Duration::from_secs(4));
-        gate.succeeded();
+        assert_eq!(limiter.throttled(None), Duration::from_secs(4));
+        limiter.succeeded();
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(gate.throttled(None), Duration::from_secs(1));
+        assert_eq!(limiter.throttled(None), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_429s_answering_requests_in_flight_together_is_one_throttle() {
-        let gate = Vaults::new(16).gate("v");
+        let limiter = Vaults::new(16).limiter("v");
         // Sixteen requests were in flight; all come back 429 before the first pause ends.
         for _ in 0..16 {
-            assert_eq!(gate.throttled(None), Duration::from_secs(1));
+            assert_eq!(limiter.throttled(None), Duration::from_secs(1));
         }
         tokio::time::advance(Duration::from_secs(1)).await;
         // The next request, sent after the pause, is throttled again: the streak grows once.
-        assert_eq!(gate.throttled(None), Duration::from_secs(2));
+        assert_eq!(limiter.throttled(None), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
     async fn concurrency_per_vault_is_bounded() {
         let vaults = Vaults::new(2);
-        let gate = vaults.gate("v");
-        let a = gate.admit().await;
-        let _b = gate.admit().await;
-        let third = tokio::time::timeout(Duration::from_secs(1), gate.admit()).await;
+        let limiter = vaults.limiter("v");
+        let a = limiter.admit().await;
+        let _b = limiter.admit().await;
+        let third = tokio::time::timeout(Duration::from_secs(1), limiter.admit()).await;
         assert!(third.is_err(), "a third request must wait for a slot");
         drop(a);
-        let _c = gate.admit().await;
+        let _c = limiter.admit().await;
         // Other vaults are not held back.
-        let _d = vaults.gate("other").admit().await;
+        let _d = vaults.limiter("other").admit().await;
     }
 }
